@@ -1,0 +1,254 @@
+//! Domain records shared by the listener, the worker, the gateway and the
+//! metadata store. They carry UIDs and technical attributes only: never
+//! patient names, patient IDs or birth dates.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// Identifier of a job: a UUIDv7, so that ids sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub Uuid);
+
+impl JobId {
+    pub fn new() -> Self {
+        JobId(Uuid::now_v7())
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(JobId)
+    }
+}
+
+/// Lifecycle of a job. `Received` means recorded but not yet handed to the
+/// queue (a crash there is repaired at start-up by enqueueing again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Received,
+    Queued,
+    Running,
+    Done,
+    /// The last attempt failed; the queue will deliver it again.
+    Failed,
+    /// Attempts exhausted; needs an operator.
+    Dead,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 6] = [
+        JobState::Received,
+        JobState::Queued,
+        JobState::Running,
+        JobState::Done,
+        JobState::Failed,
+        JobState::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Received => "received",
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Dead => "dead",
+        }
+    }
+
+    /// Done and dead jobs are never run again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Done | JobState::Dead)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown job state {0:?} (expected one of received, queued, running, done, failed, dead)")]
+pub struct UnknownJobState(pub String);
+
+impl FromStr for JobState {
+    type Err = UnknownJobState;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| UnknownJobState(s.to_string()))
+    }
+}
+
+/// State of a series as seen by the listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeriesState {
+    /// Instances are arriving; not yet complete.
+    Receiving,
+    /// Complete and turned into a job.
+    Queued,
+    /// Complete but failed the sanity checks; `reason` says why.
+    Skipped,
+    /// Complete and kept without a job (for example a resubmitted SEG).
+    Stored,
+}
+
+impl SeriesState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeriesState::Receiving => "receiving",
+            SeriesState::Queued => "queued",
+            SeriesState::Skipped => "skipped",
+            SeriesState::Stored => "stored",
+        }
+    }
+}
+
+impl FromStr for SeriesState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "receiving" => Ok(SeriesState::Receiving),
+            "queued" => Ok(SeriesState::Queued),
+            "skipped" => Ok(SeriesState::Skipped),
+            "stored" => Ok(SeriesState::Stored),
+            other => Err(format!("unknown series state {other:?}")),
+        }
+    }
+}
+
+impl fmt::Display for SeriesState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the listener extracted from one instance: enough to check a series
+/// and to build its geometry without opening the file again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct InstanceMeta {
+    pub modality: Option<String>,
+    pub instance_number: Option<i64>,
+    pub image_type: Vec<String>,
+    pub rows: Option<u32>,
+    pub columns: Option<u32>,
+    pub number_of_frames: Option<u32>,
+    /// ImagePositionPatient (mm), from the image or the first frame.
+    pub image_position: Option<[f64; 3]>,
+    /// ImageOrientationPatient: row cosines then column cosines.
+    pub image_orientation: Option<[f64; 6]>,
+    /// PixelSpacing: row spacing, column spacing (mm).
+    pub pixel_spacing: Option<[f64; 2]>,
+    pub slice_thickness: Option<f64>,
+    pub frame_of_reference_uid: Option<String>,
+}
+
+/// One stored DICOM instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub series_uid: String,
+    pub study_uid: String,
+    pub transfer_syntax_uid: String,
+    /// Key of the Part 10 file in the blob store.
+    pub blob_key: String,
+    /// SHA-256 (hex) of the data set bytes as received.
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub received_at: i64,
+    pub calling_ae: String,
+    pub meta: InstanceMeta,
+}
+
+/// One series as recorded by the listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesRecord {
+    pub series_uid: String,
+    pub study_uid: String,
+    pub modality: Option<String>,
+    pub state: SeriesState,
+    /// Why the series was skipped, when it was.
+    pub reason: Option<String>,
+    pub instance_count: i64,
+    pub first_received_at: i64,
+    pub last_received_at: i64,
+}
+
+/// A unit of work for the worker: one complete CT series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub study_uid: String,
+    pub series_uid: String,
+    /// SHA-256 over the series' sorted (SOP Instance UID, content hash) pairs:
+    /// the same instances never make a second job, a changed series does.
+    pub fingerprint: String,
+    pub state: JobState,
+    pub attempts: i64,
+    pub instance_count: i64,
+    /// Last error, or a short result summary (JSON) when done.
+    pub detail: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The message the queue carries. Small on purpose: the worker reads the
+/// rest from the metadata store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobMessage {
+    pub job_id: JobId,
+    pub series_uid: String,
+}
+
+/// An event kept for audit: duplicates, conflicts, repairs, skips.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub at: i64,
+    /// Short machine-readable kind, e.g. `instance.conflict.kept`.
+    pub kind: String,
+    /// The UID or job id the event is about.
+    pub subject: String,
+    pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_state_round_trips_and_rejects_unknown() {
+        for st in JobState::ALL {
+            assert_eq!(st.as_str().parse::<JobState>().unwrap(), st);
+        }
+        let err = "finished".parse::<JobState>().unwrap_err();
+        assert!(err.to_string().contains("finished"));
+    }
+
+    #[test]
+    fn job_ids_sort_by_creation() {
+        let a = JobId::new();
+        let b = JobId::new();
+        assert!(a < b);
+    }
+}

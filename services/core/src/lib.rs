@@ -1,0 +1,10 @@
+//! Shared vocabulary of liverseg: identifiers, domain records, the typed
+//! configuration and its layered loader. Every other crate depends on this
+//! one; it depends on no service crate.
+
+pub mod config;
+pub mod domain;
+pub mod time;
+
+pub use config::{Config, ConfigError};
+pub use domain::*;

@@ -1,0 +1,19 @@
+//! DICOM building blocks for liverseg, free of service concerns:
+//!
+//! * [`dimse`]: DIMSE command sets (C-ECHO, C-STORE) built and parsed by hand,
+//!   since dicom-ul stops at the upper layer.
+//! * [`scu`]: a C-STORE SCU (`liverseg send`, and results back to the PACS).
+//! * [`instance`]: reading what the service needs from a received instance,
+//!   and writing a Part 10 header in front of the bytes as received.
+//! * [`series`]: geometry of a series and the sanity checks a CT series must
+//!   pass before it becomes a job.
+//! * [`sop`] and [`uid`]: SOP classes, transfer syntaxes, UID hygiene.
+
+pub mod dimse;
+pub mod instance;
+pub mod scu;
+pub mod series;
+pub mod sop;
+pub mod uid;
+#[cfg(feature = "pixeldata")]
+pub mod volume;

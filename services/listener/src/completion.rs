@@ -1,0 +1,276 @@
+//! Series completion. A series is complete when no instance arrived for
+//! `stable_seconds`, or when the association that sent it is released and
+//! `complete_on_release` is set. A complete CT series that passes the
+//! sanity checks becomes one job; one that fails is recorded as skipped
+//! with the reason.
+//!
+//! Jobs are keyed by (series, fingerprint of its instances), so completing
+//! the same series twice, on one replica or several, or again after a
+//! restart, never makes a second job; a series that changed does.
+
+use crate::Deps;
+use liverseg_core::{AuditEvent, Config, JobMessage, JobState, SeriesState, time::now_millis};
+use liverseg_dicom::series::{SeriesRules, check_ct_series};
+use liverseg_dicom::sop;
+use liverseg_store::NewJob;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+#[derive(Clone)]
+pub struct Tracker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    deps: Deps,
+    /// Series being received -> when the last instance arrived.
+    pending: Mutex<HashMap<String, Instant>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompletionError {
+    #[error(transparent)]
+    Store(#[from] liverseg_store::StoreError),
+    #[error(transparent)]
+    Queue(#[from] liverseg_queue::QueueError),
+}
+
+impl Tracker {
+    pub fn new(config: Arc<Config>, deps: Deps) -> Self {
+        Tracker {
+            inner: Arc::new(Inner {
+                config,
+                deps,
+                pending: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn stable(&self) -> Duration {
+        Duration::from_secs(self.inner.config.listener.stable_seconds)
+    }
+
+    /// A new instance of `series` arrived: restart its stability clock.
+    pub fn touch(&self, series: &str) {
+        self.lock().insert(series.to_string(), Instant::now());
+    }
+
+    /// An identical copy arrived: the series is still arriving if we were
+    /// waiting for it, but a finished series is not reopened by a resend.
+    pub fn extend_if_tracked(&self, series: &str) {
+        if let Some(t) = self.lock().get_mut(series) {
+            *t = Instant::now();
+        }
+    }
+
+    /// Completes `series` at once (association released).
+    pub fn complete_now(&self, series: &str) {
+        if self.lock().remove(series).is_some() {
+            let this = self.clone();
+            let series = series.to_string();
+            tokio::spawn(async move { this.complete_or_retry(series).await });
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        // A panic elsewhere must not stop completions: take the map anyway.
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Picks up what a previous run left unfinished: series still receiving
+    /// (their clocks resume from their last instance) and jobs recorded but
+    /// never handed to the queue.
+    pub async fn recover(&self) -> Result<(), CompletionError> {
+        let store = &self.inner.deps.store;
+        let now = now_millis();
+        let receiving = store.list_series(Some(SeriesState::Receiving)).await?;
+        {
+            let mut pending = self.lock();
+            for s in &receiving {
+                let age = Duration::from_millis((now - s.last_received_at).max(0) as u64);
+                let last = Instant::now()
+                    .checked_sub(age.min(self.stable()))
+                    .unwrap_or_else(Instant::now);
+                pending.insert(s.series_uid.clone(), last);
+            }
+        }
+        let unqueued = store.list_jobs(Some(JobState::Received), i64::MAX).await?;
+        for job in &unqueued {
+            self.enqueue(job.id, &job.series_uid).await?;
+        }
+        if !receiving.is_empty() || !unqueued.is_empty() {
+            info!(
+                series = receiving.len(),
+                jobs = unqueued.len(),
+                "recovered unfinished work"
+            );
+        }
+        Ok(())
+    }
+
+    /// Completes series whose clocks ran out, until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tick = (self.stable() / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(tick) => {}
+            }
+            let due: Vec<String> = {
+                let mut pending = self.lock();
+                let stable = self.stable();
+                let due: Vec<String> = pending
+                    .iter()
+                    .filter(|(_, t)| t.elapsed() >= stable)
+                    .map(|(s, _)| s.clone())
+                    .collect();
+                for s in &due {
+                    pending.remove(s);
+                }
+                due
+            };
+            for series in due {
+                self.complete_or_retry(series).await;
+            }
+        }
+    }
+
+    async fn complete_or_retry(&self, series: String) {
+        if let Err(e) = self.complete(&series).await {
+            // Store or queue unavailable: try again after another period.
+            warn!(series_uid = %series, error = %e, "completing series failed; will retry");
+            self.lock().entry(series).or_insert_with(Instant::now);
+        }
+    }
+
+    /// Checks a complete series and records what it becomes.
+    pub async fn complete(&self, series_uid: &str) -> Result<(), CompletionError> {
+        let store = &self.inner.deps.store;
+        let instances = store.series_instances(series_uid).await?;
+        let Some(first) = instances.first() else {
+            return Ok(());
+        };
+        let study_uid = first.study_uid.clone();
+
+        if instances
+            .iter()
+            .all(|i| i.sop_class_uid == sop::SEGMENTATION_STORAGE)
+        {
+            store
+                .set_series_state(series_uid, SeriesState::Stored, None)
+                .await?;
+            info!(%series_uid, instances = instances.len(), "segmentation series stored");
+            return Ok(());
+        }
+        let metas: Vec<_> = instances
+            .iter()
+            .map(|i| (i.sop_class_uid.as_str(), &i.meta))
+            .collect();
+        let checked = if instances
+            .iter()
+            .any(|i| i.sop_class_uid == sop::SEGMENTATION_STORAGE)
+        {
+            Err("the series mixes segmentations and images".to_string())
+        } else {
+            let rules = SeriesRules {
+                min_slices: self.inner.config.series.min_slices,
+                max_tilt_degrees: self.inner.config.series.max_tilt_degrees,
+            };
+            check_ct_series(&metas, &rules)
+        };
+        let summary = match checked {
+            Ok(s) => s,
+            Err(reason) => {
+                store
+                    .set_series_state(series_uid, SeriesState::Skipped, Some(&reason))
+                    .await?;
+                store
+                    .record_event(&AuditEvent {
+                        at: now_millis(),
+                        kind: "series.skipped".into(),
+                        subject: series_uid.to_string(),
+                        detail: reason.clone(),
+                    })
+                    .await?;
+                info!(%series_uid, %reason, "series skipped");
+                return Ok(());
+            }
+        };
+
+        let new = NewJob {
+            study_uid,
+            series_uid: series_uid.to_string(),
+            fingerprint: fingerprint(
+                instances
+                    .iter()
+                    .map(|i| (i.sop_instance_uid.as_str(), i.sha256.as_str())),
+            ),
+            instance_count: instances.len() as i64,
+        };
+        let (job, created) = store.create_job(&new).await?;
+        if job.state == JobState::Received {
+            self.enqueue(job.id, series_uid).await?;
+        }
+        store
+            .set_series_state(series_uid, SeriesState::Queued, None)
+            .await?;
+        if created {
+            info!(%series_uid, job_id = %job.id, slices = summary.slices, "series complete; job queued");
+        }
+        Ok(())
+    }
+
+    /// Hands a recorded job to the queue, then marks it queued. A crash in
+    /// between leaves it `received`, and `recover` enqueues it again; the
+    /// worker tolerates the possible second message.
+    async fn enqueue(
+        &self,
+        job_id: liverseg_core::JobId,
+        series_uid: &str,
+    ) -> Result<(), CompletionError> {
+        let deps = &self.inner.deps;
+        deps.queue
+            .enqueue(&JobMessage {
+                job_id,
+                series_uid: series_uid.to_string(),
+            })
+            .await?;
+        deps.store
+            .transition_job(job_id, &[JobState::Received], JobState::Queued, None, false)
+            .await?;
+        Ok(())
+    }
+}
+
+/// SHA-256 over the sorted (SOP Instance UID, content hash) pairs.
+pub fn fingerprint<'a>(instances: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut pairs: Vec<_> = instances.collect();
+    pairs.sort();
+    let mut h = Sha256::new();
+    for (uid, sha) in pairs {
+        h.update(uid.as_bytes());
+        h.update(b"=");
+        h.update(sha.as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_ignores_order_and_sees_content() {
+        let a = fingerprint([("1.2", "aa"), ("1.3", "bb")].into_iter());
+        let b = fingerprint([("1.3", "bb"), ("1.2", "aa")].into_iter());
+        let c = fingerprint([("1.3", "bc"), ("1.2", "aa")].into_iter());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+}

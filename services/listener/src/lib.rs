@@ -1,0 +1,118 @@
+//! The listener role: a DICOM C-STORE SCP beside the PACS.
+//!
+//! * [`access`]: who may associate (calling-AE allow-list, called AE).
+//! * [`association`]: one association: C-ECHO, C-STORE, release, abort.
+//! * [`ingest`]: one instance: temporary file, checks, duplicate policy,
+//!   atomic commit, metadata record, all before the response is sent.
+//! * [`completion`]: when a series is complete, its sanity checks and the
+//!   job it becomes.
+
+pub mod access;
+pub mod association;
+pub mod completion;
+pub mod ingest;
+
+use liverseg_core::Config;
+use liverseg_queue::JobQueue;
+use liverseg_store::{MetadataStore, blob::FsBlobStore};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, warn};
+
+/// What the listener needs from the outside world.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn MetadataStore>,
+    pub queue: Arc<dyn JobQueue>,
+    pub blobs: FsBlobStore,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    #[error("accepting connections on {addr}: {source}")]
+    Accept {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("recovering unfinished series and jobs at start-up: {0}")]
+    Recover(String),
+}
+
+/// Serves DICOM on `listener` until `shutdown` is cancelled; associations in
+/// progress are allowed to finish their current transfer.
+pub async fn run(
+    config: Arc<Config>,
+    deps: Deps,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ListenerError> {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let tracker = completion::Tracker::new(config.clone(), deps.clone());
+    tracker
+        .recover()
+        .await
+        .map_err(|e| ListenerError::Recover(e.to_string()))?;
+    let ticker = tokio::spawn(tracker.clone().run(shutdown.clone()));
+
+    let ctx = Arc::new(association::Context::new(config.clone(), deps, tracker));
+    let slots = Arc::new(Semaphore::new(config.listener.max_associations as usize));
+    info!(%addr, ae_title = %config.listener.ae_title, "DICOM listener ready");
+    let mut sessions = tokio::task::JoinSet::new();
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Running out of file descriptors must not end the service.
+                Err(e) if is_transient_accept_error(&e) => {
+                    warn!(error = %e, "accept failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(source) => return Err(ListenerError::Accept { addr, source }),
+            },
+        };
+        let _ = socket.set_nodelay(true);
+        let ctx = ctx.clone();
+        let permit = slots.clone().try_acquire_owned();
+        let span = tracing::info_span!("association", %peer);
+        sessions.spawn(
+            async move {
+                match permit {
+                    Ok(permit) => {
+                        ctx.serve(socket).await;
+                        drop(permit);
+                    }
+                    Err(_) => association::reject_busy(socket).await,
+                }
+            }
+            .instrument(span),
+        );
+        // Reap finished sessions so the set does not grow without bound.
+        while sessions.try_join_next().is_some() {}
+    }
+    info!("DICOM listener stopping; waiting for open associations");
+    let drain = async { while sessions.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(30), drain)
+        .await
+        .is_err()
+    {
+        warn!("associations still open after 30 s; closing them");
+    }
+    ticker.abort();
+    Ok(())
+}
+
+fn is_transient_accept_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    ) || e.raw_os_error().is_some_and(|c| c == 24 || c == 23) // EMFILE, ENFILE
+}

@@ -1,0 +1,109 @@
+//! Admin HTTP endpoints for Kubernetes probes.
+//!
+//! * `/healthz`: the process is alive (200 while the runtime answers).
+//! * `/readyz`: every started role is up and the metadata store and queue
+//!   answer a round trip; 503 with the failing checks otherwise.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use liverseg_queue::JobQueue;
+use liverseg_store::MetadataStore;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct Readiness {
+    store: Arc<dyn MetadataStore>,
+    queue: Arc<dyn JobQueue>,
+    roles: Arc<Mutex<Vec<(&'static str, Arc<AtomicBool>)>>>,
+}
+
+/// Set by a role once it serves.
+pub struct RoleFlag(Arc<AtomicBool>);
+
+impl RoleFlag {
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+impl Readiness {
+    pub fn new(store: Arc<dyn MetadataStore>, queue: Arc<dyn JobQueue>) -> Self {
+        Readiness {
+            store,
+            queue,
+            roles: Arc::default(),
+        }
+    }
+
+    pub fn role(&self, name: &'static str) -> RoleFlag {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.roles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name, flag.clone()));
+        RoleFlag(flag)
+    }
+}
+
+pub async fn run(
+    listener: TcpListener,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(readiness);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+async fn ready(State(r): State<Readiness>) -> (StatusCode, Json<serde_json::Value>) {
+    let limit = Duration::from_secs(2);
+    let check = |ok: Result<Result<(), String>, tokio::time::error::Elapsed>| match ok {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(e)) => e,
+        Err(_) => "timed out".to_string(),
+    };
+    let store = check(
+        tokio::time::timeout(limit, async {
+            r.store.ping().await.map_err(|e| e.to_string())
+        })
+        .await,
+    );
+    let queue = check(
+        tokio::time::timeout(limit, async {
+            r.queue.ping().await.map_err(|e| e.to_string())
+        })
+        .await,
+    );
+    let mut checks = serde_json::Map::new();
+    checks.insert(format!("metadata ({})", r.store.backend()), store.into());
+    checks.insert(format!("queue ({})", r.queue.backend()), queue.into());
+    for (name, flag) in r.roles.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let state = if flag.load(Ordering::Acquire) {
+            "ok"
+        } else {
+            "starting"
+        };
+        checks.insert(format!("role {name}"), state.into());
+    }
+    let all_ok = checks.values().all(|v| v == "ok");
+    let status = if all_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({ "ready": all_ok, "checks": checks })),
+    )
+}

@@ -1,0 +1,78 @@
+//! Command-line interface.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "liverseg",
+    version,
+    about = "Liver segmentation beside the PACS"
+)]
+pub struct Args {
+    /// TOML file layered over the built-in defaults (environment variables
+    /// LIVERSEG__SECTION__KEY are layered over both).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the service.
+    Serve {
+        /// Roles this process runs (comma list).
+        #[arg(long, value_delimiter = ',', default_value = "listener,worker,gateway")]
+        roles: Vec<Role>,
+    },
+    /// Send DICOM files (C-STORE) to a remote AE.
+    Send {
+        /// Files or folders (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Destination, as AE@HOST:PORT.
+        #[arg(long, value_name = "AE@HOST:PORT")]
+        to: liverseg_dicom::scu::Target,
+        /// Our AE title (default: listener.ae_title).
+        #[arg(long)]
+        calling_ae: Option<String>,
+    },
+    /// Check that a remote AE answers (C-ECHO).
+    Echo {
+        #[arg(value_name = "AE@HOST:PORT")]
+        target: liverseg_dicom::scu::Target,
+    },
+    /// Jobs in the metadata store.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Print the effective configuration (secrets redacted).
+    Config,
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Only jobs in this state (received, queued, running, done, failed, dead).
+        #[arg(long)]
+        state: Option<liverseg_core::JobState>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Listener,
+    Worker,
+    Gateway,
+}

@@ -1,0 +1,111 @@
+//! The subcommands other than `serve`.
+
+use crate::cli::{Command, JobsCommand};
+use anyhow::Context;
+use liverseg_core::{Config, time::format_millis};
+use liverseg_dicom::scu;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+pub async fn run(command: Command, config: Arc<Config>) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { roles } => crate::serve::serve(config, roles).await,
+        Command::Send {
+            paths,
+            to,
+            calling_ae,
+        } => send(&config, paths, to, calling_ae).await,
+        Command::Echo { target } => {
+            let opts = scu::SendOptions {
+                calling_ae_title: config.listener.ae_title.clone(),
+                ..Default::default()
+            };
+            scu::echo(&target, &opts).await?;
+            println!(
+                "{}@{}:{} answered C-ECHO",
+                target.ae_title, target.host, target.port
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs {
+            command: JobsCommand::List { state, limit, json },
+        } => {
+            let store =
+                liverseg_store::open(&config.storage.metadata_url, &config.storage.data_dir)
+                    .await
+                    .context("opening the metadata store")?;
+            let jobs = store.list_jobs(state, limit.max(1)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&jobs)?);
+            } else {
+                println!(
+                    "{:<36}  {:<8}  {:>8}  {:>9}  {:<24}  SERIES",
+                    "JOB", "STATE", "ATTEMPTS", "INSTANCES", "UPDATED"
+                );
+                for j in &jobs {
+                    println!(
+                        "{:<36}  {:<8}  {:>8}  {:>9}  {:<24}  {}",
+                        j.id.to_string(),
+                        j.state.as_str(),
+                        j.attempts,
+                        j.instance_count,
+                        format_millis(j.updated_at),
+                        j.series_uid
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config => {
+            print!("{}", config.to_redacted_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            println!("liverseg {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn send(
+    config: &Config,
+    paths: Vec<std::path::PathBuf>,
+    to: scu::Target,
+    calling_ae: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let mut files = Vec::new();
+    for p in &paths {
+        if p.is_dir() {
+            files
+                .extend(scu::collect_files(p).with_context(|| format!("reading {}", p.display()))?);
+        } else if p.is_file() {
+            files.push(p.clone());
+        } else {
+            anyhow::bail!("{}: no such file or folder", p.display());
+        }
+    }
+    let opts = scu::SendOptions {
+        calling_ae_title: calling_ae.unwrap_or_else(|| config.listener.ae_title.clone()),
+        max_pdu_length: config.listener.max_pdu_length,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let report = scu::send_files(&files, &to, &opts).await?;
+    let secs = started.elapsed().as_secs_f64();
+    for f in &report.failures {
+        eprintln!("{}: {}", f.path.display(), f.reason);
+    }
+    println!(
+        "sent {} of {} files ({} with warnings, {:.1} MB) in {:.2} s",
+        report.sent,
+        files.len(),
+        report.warnings,
+        report.bytes as f64 / 1e6,
+        secs
+    );
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

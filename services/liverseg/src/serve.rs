@@ -1,0 +1,168 @@
+//! `liverseg serve`: opens the backends named by the configuration, binds
+//! every socket up front (so a taken port fails at start-up, not later),
+//! starts the chosen roles and stops them on SIGINT or SIGTERM.
+
+use crate::admin::{self, Readiness};
+use crate::cli::Role;
+use anyhow::Context;
+use liverseg_core::Config;
+use liverseg_core::config::{LogFormat, redact_url};
+use liverseg_store::blob::FsBlobStore;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+pub async fn serve(config: Arc<Config>, mut roles: Vec<Role>) -> anyhow::Result<ExitCode> {
+    roles.sort();
+    roles.dedup();
+    init_tracing(&config)?;
+    let data_dir = &config.storage.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating storage.data_dir {}", data_dir.display()))?;
+
+    let store = liverseg_store::open(&config.storage.metadata_url, data_dir)
+        .await
+        .with_context(|| {
+            format!(
+                "opening metadata store {:?}",
+                redact_url(&config.storage.metadata_url)
+            )
+        })?;
+    let queue_opts = liverseg_queue::QueueOptions {
+        visibility_timeout: Duration::from_secs(config.queue.visibility_timeout_seconds),
+        stream: config.queue.stream.clone(),
+        group: config.queue.group.clone(),
+    };
+    let queue = liverseg_queue::open(&config.queue.url, data_dir, queue_opts)
+        .await
+        .with_context(|| format!("opening queue {:?}", redact_url(&config.queue.url)))?;
+    let blobs = FsBlobStore::open(data_dir).context("opening the blob store")?;
+    info!(
+        roles = ?roles,
+        metadata = store.backend(),
+        queue = queue.backend(),
+        data_dir = %data_dir.display(),
+        "liverseg {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let bind = |addr: std::net::SocketAddr, what: &'static str| async move {
+        TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {what} to {addr}"))
+    };
+    let shutdown = CancellationToken::new();
+    let readiness = Readiness::new(store.clone(), queue.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+
+    if roles.contains(&Role::Listener) {
+        let socket = bind(config.listener.bind, "listener.bind").await?;
+        let deps = liverseg_listener::Deps {
+            store: store.clone(),
+            queue: queue.clone(),
+            blobs: blobs.clone(),
+        };
+        let (config, shutdown, ready) =
+            (config.clone(), shutdown.clone(), readiness.role("listener"));
+        tasks.spawn(async move {
+            ready.set();
+            liverseg_listener::run(config, deps, socket, shutdown)
+                .await
+                .map_err(|e| anyhow::anyhow!("listener: {e}"))
+        });
+    }
+    if roles.contains(&Role::Gateway) {
+        let socket = bind(config.gateway.bind, "gateway.bind").await?;
+        let deps = liverseg_gateway::Deps {
+            store: store.clone(),
+        };
+        let (shutdown, ready) = (shutdown.clone(), readiness.role("gateway"));
+        tasks.spawn(async move {
+            ready.set();
+            liverseg_gateway::run(deps, socket, shutdown)
+                .await
+                .map_err(|e| anyhow::anyhow!("gateway: {e}"))
+        });
+    }
+    if roles.contains(&Role::Worker) {
+        let deps = liverseg_worker::Deps {
+            store: store.clone(),
+            queue: queue.clone(),
+            blobs: blobs.clone(),
+        };
+        let (config, shutdown, ready) =
+            (config.clone(), shutdown.clone(), readiness.role("worker"));
+        tasks.spawn(async move {
+            ready.set();
+            liverseg_worker::run(
+                config,
+                deps,
+                Arc::new(liverseg_worker::LoadVolume),
+                shutdown,
+            )
+            .await;
+            Ok(())
+        });
+    }
+    let admin_socket = bind(config.admin.bind, "admin.bind").await?;
+    info!(addr = %config.admin.bind, "admin endpoints /healthz and /readyz ready");
+    tasks.spawn(admin::run(admin_socket, readiness, shutdown.clone()));
+
+    let mut failed = false;
+    tokio::select! {
+        _ = stop_signal() => info!("stop signal received; shutting down"),
+        Some(ended) = tasks.join_next() => {
+            // A role ended on its own: that is a failure; stop the others.
+            failed = true;
+            match ended {
+                Ok(Err(e)) => error!("{e:#}"),
+                Ok(Ok(())) => error!("a role stopped unexpectedly"),
+                Err(e) => error!("a role panicked: {e}"),
+            }
+        }
+    }
+    shutdown.cancel();
+    while let Some(ended) = tasks.join_next().await {
+        if let Ok(Err(e)) = ended {
+            failed = true;
+            error!("{e:#}");
+        }
+    }
+    info!("stopped");
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Structured logs on stderr, text or JSON. Events carry UIDs, AE titles and
+/// job ids only: nothing in the code logs patient names, IDs or birth dates.
+fn init_tracing(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level).map_err(|e| {
+        anyhow::anyhow!(
+            "invalid configuration: key `log.level`, value {:?}: {e}",
+            config.log.level
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}

@@ -1,0 +1,623 @@
+//! The conformance suite every [`MetadataStore`] backend must pass.
+//!
+//! Each case is a public function so that a failure names the behaviour;
+//! [`run_all`] runs them in turn. Cases make their own UIDs (random
+//! suffixes), so they can share one database with each other and with
+//! earlier runs. They panic on failure: this is test support code.
+
+use crate::{MetadataStore, NewJob};
+use liverseg_core::time::now_millis;
+use liverseg_core::{
+    AuditEvent, InstanceMeta, InstanceRecord, JobId, JobState, SeriesRecord, SeriesState,
+};
+use std::sync::Arc;
+
+type Store = Arc<dyn MetadataStore>;
+
+/// Runs every case against `store`.
+pub async fn run_all(store: Store) {
+    ping(store.clone()).await;
+    instance_round_trip(store.clone()).await;
+    put_instance_maintains_study_and_series(store.clone()).await;
+    moving_an_instance_recounts_both_series(store.clone()).await;
+    series_instances_are_ordered_by_uid(store.clone()).await;
+    concurrent_put_instance_counts_every_instance(store.clone()).await;
+    list_series_filters_by_state(store.clone()).await;
+    create_job_is_idempotent_per_fingerprint(store.clone()).await;
+    concurrent_create_job_creates_one(store.clone()).await;
+    transition_job_is_compare_and_set(store.clone()).await;
+    list_jobs_filters_limits_and_orders(store.clone()).await;
+    events_round_trip_and_filter(store.clone()).await;
+}
+
+/// A UID no other case or run uses (digits and dots only, like DICOM).
+fn uid(kind: u32) -> String {
+    format!(
+        "1.2.826.0.1.3680043.10.1234.{kind}.{}",
+        JobId::new().0.as_u128()
+    )
+}
+
+fn instance(series: &str, study: &str, sop: &str, received_at: i64) -> InstanceRecord {
+    InstanceRecord {
+        sop_instance_uid: sop.to_string(),
+        sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".to_string(),
+        series_uid: series.to_string(),
+        study_uid: study.to_string(),
+        transfer_syntax_uid: "1.2.840.10008.1.2.1".to_string(),
+        blob_key: format!("{study}/{series}/{sop}.dcm"),
+        sha256: format!("{:064x}", JobId::new().0.as_u128()),
+        size_bytes: 525_312,
+        received_at,
+        calling_ae: "MODALITY1".to_string(),
+        meta: InstanceMeta {
+            modality: Some("CT".to_string()),
+            ..InstanceMeta::default()
+        },
+    }
+}
+
+pub async fn ping(store: Store) {
+    store.ping().await.expect("ping");
+    let name = store.backend();
+    assert!(
+        !name.is_empty() && !name.contains("://"),
+        "backend name {name:?}"
+    );
+}
+
+/// Every field survives, including the meta JSON and absent optionals.
+pub async fn instance_round_trip(store: Store) {
+    let (study, series) = (uid(1), uid(2));
+    assert_eq!(store.get_instance(&uid(3)).await.unwrap(), None);
+
+    let mut full = instance(&series, &study, &uid(3), 1_700_000_000_123);
+    full.meta = InstanceMeta {
+        modality: Some("CT".to_string()),
+        instance_number: Some(-7),
+        image_type: vec!["ORIGINAL".into(), "PRIMARY".into(), "AXIAL".into()],
+        rows: Some(512),
+        columns: Some(256),
+        number_of_frames: Some(1),
+        image_position: Some([-120.25, 0.5, -1024.0]),
+        image_orientation: Some([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+        pixel_spacing: Some([0.75, 0.625]),
+        slice_thickness: Some(2.5),
+        frame_of_reference_uid: Some(uid(4)),
+    };
+    store.put_instance(&full).await.unwrap();
+    assert_eq!(
+        store.get_instance(&full.sop_instance_uid).await.unwrap(),
+        Some(full.clone())
+    );
+
+    // All optionals absent, text with quotes and non-ASCII.
+    let mut bare = instance(&series, &study, &uid(3), 1_700_000_000_124);
+    bare.meta = InstanceMeta::default();
+    bare.calling_ae = "AE \"ß\" '1'".to_string();
+    store.put_instance(&bare).await.unwrap();
+    assert_eq!(
+        store.get_instance(&bare.sop_instance_uid).await.unwrap(),
+        Some(bare.clone())
+    );
+    // Absent modality in the new instance keeps the series' modality.
+    let s = store.get_series(&series).await.unwrap().unwrap();
+    assert_eq!(s.modality.as_deref(), Some("CT"));
+}
+
+/// Study and series appear with the first instance; the count follows the
+/// instances (a replace does not count twice); a new instance puts a
+/// handled series back to `Receiving`.
+pub async fn put_instance_maintains_study_and_series(store: Store) {
+    let (study, series) = (uid(1), uid(2));
+    assert_eq!(store.get_series(&series).await.unwrap(), None);
+
+    let a = instance(&series, &study, &uid(3), 10_000);
+    store.put_instance(&a).await.unwrap();
+    assert_eq!(
+        store.get_series(&series).await.unwrap(),
+        Some(SeriesRecord {
+            series_uid: series.clone(),
+            study_uid: study.clone(),
+            modality: Some("CT".to_string()),
+            state: SeriesState::Receiving,
+            reason: None,
+            instance_count: 1,
+            first_received_at: 10_000,
+            last_received_at: 10_000,
+        })
+    );
+
+    let b = instance(&series, &study, &uid(3), 12_000);
+    store.put_instance(&b).await.unwrap();
+    let s = store.get_series(&series).await.unwrap().unwrap();
+    assert_eq!(
+        (s.instance_count, s.first_received_at, s.last_received_at),
+        (2, 10_000, 12_000)
+    );
+
+    // Replacing `a` (new content, earlier clock) keeps the count and does
+    // not move last_received_at backwards.
+    let mut a2 = a.clone();
+    a2.sha256 = "0".repeat(64);
+    a2.size_bytes = 1;
+    a2.received_at = 11_000;
+    store.put_instance(&a2).await.unwrap();
+    assert_eq!(
+        store.get_instance(&a.sop_instance_uid).await.unwrap(),
+        Some(a2.clone())
+    );
+    let s = store.get_series(&series).await.unwrap().unwrap();
+    assert_eq!(
+        (s.instance_count, s.first_received_at, s.last_received_at),
+        (2, 10_000, 12_000)
+    );
+
+    store
+        .set_series_state(&series, SeriesState::Skipped, Some("too few slices"))
+        .await
+        .unwrap();
+    let s = store.get_series(&series).await.unwrap().unwrap();
+    assert_eq!(s.state, SeriesState::Skipped);
+    assert_eq!(s.reason.as_deref(), Some("too few slices"));
+    assert_eq!(s.instance_count, 2, "a state change keeps the count");
+
+    let c = instance(&series, &study, &uid(3), 13_000);
+    store.put_instance(&c).await.unwrap();
+    let s = store.get_series(&series).await.unwrap().unwrap();
+    assert_eq!(s.state, SeriesState::Receiving);
+    assert_eq!(s.reason, None);
+    assert_eq!((s.instance_count, s.last_received_at), (3, 13_000));
+
+    // Setting a state without a reason clears the old reason.
+    store
+        .set_series_state(&series, SeriesState::Skipped, Some("x"))
+        .await
+        .unwrap();
+    store
+        .set_series_state(&series, SeriesState::Queued, None)
+        .await
+        .unwrap();
+    let s = store.get_series(&series).await.unwrap().unwrap();
+    assert_eq!((s.state, s.reason), (SeriesState::Queued, None));
+}
+
+/// A replace that changes the series moves the instance and fixes both
+/// counts.
+pub async fn moving_an_instance_recounts_both_series(store: Store) {
+    let (study, s1, s2) = (uid(1), uid(2), uid(2));
+    let a = instance(&s1, &study, &uid(3), 20_000);
+    let b = instance(&s1, &study, &uid(3), 20_001);
+    store.put_instance(&a).await.unwrap();
+    store.put_instance(&b).await.unwrap();
+    assert_eq!(
+        store.get_series(&s1).await.unwrap().unwrap().instance_count,
+        2
+    );
+
+    let mut moved = b.clone();
+    moved.series_uid = s2.clone();
+    store.put_instance(&moved).await.unwrap();
+    assert_eq!(
+        store.get_series(&s1).await.unwrap().unwrap().instance_count,
+        1
+    );
+    assert_eq!(
+        store.get_series(&s2).await.unwrap().unwrap().instance_count,
+        1
+    );
+    assert_eq!(store.series_instances(&s1).await.unwrap(), vec![a]);
+    assert_eq!(store.series_instances(&s2).await.unwrap(), vec![moved]);
+}
+
+pub async fn series_instances_are_ordered_by_uid(store: Store) {
+    let (study, series) = (uid(1), uid(2));
+    assert!(store.series_instances(&series).await.unwrap().is_empty());
+    let base = uid(3);
+    // Inserted out of order; lexical order is the contract.
+    let mut recs = Vec::new();
+    for suffix in ["9", "10", "1", "2"] {
+        let rec = instance(&series, &study, &format!("{base}.{suffix}"), 30_000);
+        store.put_instance(&rec).await.unwrap();
+        recs.push(rec);
+    }
+    recs.sort_by(|x, y| x.sop_instance_uid.cmp(&y.sop_instance_uid));
+    assert_eq!(store.series_instances(&series).await.unwrap(), recs);
+    // Another series' instances are not included.
+    store
+        .put_instance(&instance(&uid(2), &study, &uid(3), 30_001))
+        .await
+        .unwrap();
+    assert_eq!(store.series_instances(&series).await.unwrap().len(), 4);
+}
+
+/// 32 writers at once (a busy modality): none fails, none is lost.
+pub async fn concurrent_put_instance_counts_every_instance(store: Store) {
+    let (study, series) = (uid(1), uid(2));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let store = store.clone();
+        let rec = instance(&series, &study, &uid(3), 40_000 + i);
+        tasks.spawn(async move { store.put_instance(&rec).await });
+    }
+    while let Some(res) = tasks.join_next().await {
+        res.expect("task").expect("concurrent put_instance");
+    }
+    let s = store.get_series(&series).await.unwrap().unwrap();
+    assert_eq!(s.instance_count, 32);
+    assert_eq!((s.first_received_at, s.last_received_at), (40_000, 40_031));
+    assert_eq!(store.series_instances(&series).await.unwrap().len(), 32);
+}
+
+/// The filter returns exactly the series in that state, oldest first.
+pub async fn list_series_filters_by_state(store: Store) {
+    let study = uid(1);
+    let base = now_millis();
+    let (old, mid, new) = (uid(2), uid(2), uid(2));
+    for (series, at) in [(&new, base + 2), (&old, base), (&mid, base + 1)] {
+        store
+            .put_instance(&instance(series, &study, &uid(3), at))
+            .await
+            .unwrap();
+    }
+    store
+        .set_series_state(&mid, SeriesState::Stored, None)
+        .await
+        .unwrap();
+
+    let receiving = store
+        .list_series(Some(SeriesState::Receiving))
+        .await
+        .unwrap();
+    assert!(receiving.iter().all(|s| s.state == SeriesState::Receiving));
+    let mine: Vec<&str> = receiving
+        .iter()
+        .map(|s| s.series_uid.as_str())
+        .filter(|u| [&old, &mid, &new].contains(&&u.to_string()))
+        .collect();
+    assert_eq!(mine, vec![old.as_str(), new.as_str()]);
+
+    let stored = store.list_series(Some(SeriesState::Stored)).await.unwrap();
+    assert!(stored.iter().all(|s| s.state == SeriesState::Stored));
+    assert!(stored.iter().any(|s| s.series_uid == mid));
+
+    let all = store.list_series(None).await.unwrap();
+    let mine: Vec<&str> = all
+        .iter()
+        .map(|s| s.series_uid.as_str())
+        .filter(|u| [&old, &mid, &new].contains(&&u.to_string()))
+        .collect();
+    assert_eq!(mine, vec![old.as_str(), mid.as_str(), new.as_str()]);
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].first_received_at <= w[1].first_received_at),
+        "list_series is oldest first"
+    );
+}
+
+fn new_job(series: &str, fingerprint: &str) -> NewJob {
+    NewJob {
+        study_uid: uid(1),
+        series_uid: series.to_string(),
+        fingerprint: fingerprint.to_string(),
+        instance_count: 120,
+    }
+}
+
+/// The same (series, fingerprint) returns the existing job; a changed
+/// fingerprint makes a second job.
+pub async fn create_job_is_idempotent_per_fingerprint(store: Store) {
+    let series = uid(2);
+    let new = new_job(&series, "fp-1");
+    let before = now_millis();
+    let (job, created) = store.create_job(&new).await.unwrap();
+    assert!(created);
+    assert_eq!(job.state, JobState::Received);
+    assert_eq!((job.attempts, job.detail.as_deref()), (0, None));
+    assert_eq!(
+        (
+            &job.study_uid,
+            &job.series_uid,
+            &job.fingerprint,
+            job.instance_count
+        ),
+        (&new.study_uid, &new.series_uid, &new.fingerprint, 120)
+    );
+    assert!(job.created_at >= before && job.created_at == job.updated_at);
+    assert_eq!(store.get_job(job.id).await.unwrap(), Some(job.clone()));
+
+    let (again, created) = store.create_job(&new).await.unwrap();
+    assert!(!created);
+    assert_eq!(again, job);
+
+    // The existing job is returned as it is now, not as first created.
+    store
+        .transition_job(job.id, &[JobState::Received], JobState::Queued, None, false)
+        .await
+        .unwrap()
+        .unwrap();
+    let (again, created) = store.create_job(&new).await.unwrap();
+    assert!(!created);
+    assert_eq!((again.id, again.state), (job.id, JobState::Queued));
+
+    let (second, created) = store.create_job(&new_job(&series, "fp-2")).await.unwrap();
+    assert!(created);
+    assert_ne!(second.id, job.id);
+    // The same fingerprint on another series is another job too.
+    let (third, created) = store.create_job(&new_job(&uid(2), "fp-1")).await.unwrap();
+    assert!(created);
+    assert_ne!(third.id, job.id);
+
+    assert_eq!(store.get_job(JobId::new()).await.unwrap(), None);
+}
+
+/// Sixteen racing requests for one series make exactly one job.
+pub async fn concurrent_create_job_creates_one(store: Store) {
+    let new = new_job(&uid(2), "fp-race");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (store, new) = (store.clone(), new.clone());
+        tasks.spawn(async move { store.create_job(&new).await });
+    }
+    let mut results = Vec::new();
+    while let Some(res) = tasks.join_next().await {
+        results.push(res.expect("task").expect("concurrent create_job"));
+    }
+    assert_eq!(results.iter().filter(|(_, created)| *created).count(), 1);
+    let id = results[0].0.id;
+    assert!(results.iter().all(|(job, _)| job.id == id));
+}
+
+/// Only a job in one of the `from` states moves; attempts and detail
+/// follow the arguments.
+pub async fn transition_job_is_compare_and_set(store: Store) {
+    let (job, _) = store.create_job(&new_job(&uid(2), "fp")).await.unwrap();
+
+    // Wrong from-state: nothing happens.
+    let none = store
+        .transition_job(
+            job.id,
+            &[JobState::Running],
+            JobState::Done,
+            Some("x"),
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    assert_eq!(store.get_job(job.id).await.unwrap(), Some(job.clone()));
+    assert_eq!(
+        store
+            .transition_job(job.id, &[], JobState::Queued, None, false)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .transition_job(
+                JobId::new(),
+                &[JobState::Received],
+                JobState::Queued,
+                None,
+                false
+            )
+            .await
+            .unwrap(),
+        None
+    );
+
+    let queued = store
+        .transition_job(
+            job.id,
+            &[JobState::Received, JobState::Failed],
+            JobState::Queued,
+            None,
+            false,
+        )
+        .await
+        .unwrap()
+        .expect("received -> queued");
+    assert_eq!(
+        (queued.state, queued.attempts, queued.detail.as_deref()),
+        (JobState::Queued, 0, None)
+    );
+    assert!(queued.updated_at >= job.updated_at);
+    assert_eq!(queued.created_at, job.created_at);
+
+    let running = store
+        .transition_job(
+            job.id,
+            &[JobState::Queued, JobState::Failed],
+            JobState::Running,
+            None,
+            true,
+        )
+        .await
+        .unwrap()
+        .expect("queued -> running");
+    assert_eq!((running.state, running.attempts), (JobState::Running, 1));
+
+    let failed = store
+        .transition_job(
+            job.id,
+            &[JobState::Running],
+            JobState::Failed,
+            Some("worker died"),
+            false,
+        )
+        .await
+        .unwrap()
+        .expect("running -> failed");
+    assert_eq!(
+        (failed.attempts, failed.detail.as_deref()),
+        (1, Some("worker died"))
+    );
+
+    let running = store
+        .transition_job(
+            job.id,
+            &[JobState::Queued, JobState::Failed],
+            JobState::Running,
+            None,
+            true,
+        )
+        .await
+        .unwrap()
+        .expect("failed -> running");
+    assert_eq!(running.attempts, 2);
+    assert_eq!(
+        running.detail.as_deref(),
+        Some("worker died"),
+        "None keeps the detail"
+    );
+
+    let done = store
+        .transition_job(
+            job.id,
+            &[JobState::Running],
+            JobState::Done,
+            Some("{\"voxels\":1}"),
+            false,
+        )
+        .await
+        .unwrap()
+        .expect("running -> done");
+    assert_eq!(store.get_job(job.id).await.unwrap(), Some(done.clone()));
+    assert_eq!(done.detail.as_deref(), Some("{\"voxels\":1}"));
+
+    // A second worker finishing the same job loses the race.
+    assert_eq!(
+        store
+            .transition_job(
+                job.id,
+                &[JobState::Running],
+                JobState::Done,
+                Some("late"),
+                false
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.get_job(job.id).await.unwrap(), Some(done));
+}
+
+/// Newest first, filtered by state, at most `limit`.
+pub async fn list_jobs_filters_limits_and_orders(store: Store) {
+    let mut mine = Vec::new();
+    for fp in ["a", "b", "c"] {
+        let (job, _) = store.create_job(&new_job(&uid(2), fp)).await.unwrap();
+        mine.push(job);
+    }
+    for job in [&mine[0], &mine[2]] {
+        store
+            .transition_job(
+                job.id,
+                &[JobState::Received],
+                JobState::Dead,
+                Some("gave up"),
+                false,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let ids = |jobs: &[liverseg_core::Job]| {
+        jobs.iter()
+            .map(|j| j.id)
+            .filter(|id| mine.iter().any(|m| m.id == *id))
+            .collect::<Vec<_>>()
+    };
+    let newest_first = |jobs: &[liverseg_core::Job]| {
+        jobs.windows(2)
+            .all(|w| (w[0].created_at, w[0].id) > (w[1].created_at, w[1].id))
+    };
+
+    let dead = store
+        .list_jobs(Some(JobState::Dead), i64::MAX)
+        .await
+        .unwrap();
+    assert!(dead.iter().all(|j| j.state == JobState::Dead));
+    assert_eq!(ids(&dead), vec![mine[2].id, mine[0].id]);
+    assert!(newest_first(&dead));
+
+    let received = store
+        .list_jobs(Some(JobState::Received), 1_000_000)
+        .await
+        .unwrap();
+    assert!(received.iter().all(|j| j.state == JobState::Received));
+    assert_eq!(ids(&received), vec![mine[1].id]);
+
+    let all = store.list_jobs(None, 1_000_000).await.unwrap();
+    assert_eq!(ids(&all), vec![mine[2].id, mine[1].id, mine[0].id]);
+    assert!(newest_first(&all));
+
+    let two = store.list_jobs(None, 2).await.unwrap();
+    assert_eq!(two, all[..2].to_vec());
+    assert!(two[0].created_at >= mine[2].created_at);
+    assert_eq!(
+        store
+            .list_jobs(Some(JobState::Dead), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store.list_jobs(None, 0).await.unwrap().is_empty());
+    assert!(store.list_jobs(None, -1).await.unwrap().is_empty());
+}
+
+/// Events come back as recorded, filtered by subject, oldest first.
+pub async fn events_round_trip_and_filter(store: Store) {
+    let (subject, other) = (uid(2), uid(2));
+    let at = now_millis();
+    let ev = |at, kind: &str, subject: &str, detail: &str| AuditEvent {
+        at,
+        kind: kind.to_string(),
+        subject: subject.to_string(),
+        detail: detail.to_string(),
+    };
+    let recorded = [
+        ev(at, "instance.duplicate", &subject, "same bytes"),
+        ev(
+            at + 1,
+            "instance.conflict.kept",
+            &subject,
+            "{\"sha\":\"ab\"}",
+        ),
+        ev(at + 1, "series.skipped", &subject, "too few slices: 3 < 20"),
+    ];
+    // Recorded out of time order: the clock decides, then recording order.
+    store.record_event(&recorded[1]).await.unwrap();
+    store
+        .record_event(&ev(at, "job.repaired", &other, ""))
+        .await
+        .unwrap();
+    store.record_event(&recorded[0]).await.unwrap();
+    store.record_event(&recorded[2]).await.unwrap();
+
+    assert_eq!(
+        store.events(Some(&subject), 100).await.unwrap(),
+        recorded.to_vec()
+    );
+    assert_eq!(
+        store.events(Some(&subject), 2).await.unwrap(),
+        recorded[..2].to_vec()
+    );
+    assert_eq!(
+        store.events(Some(&other), 100).await.unwrap(),
+        vec![ev(at, "job.repaired", &other, "")]
+    );
+    assert!(store.events(Some(&uid(2)), 100).await.unwrap().is_empty());
+
+    let all = store.events(None, i64::MAX).await.unwrap();
+    assert!(all.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
+    assert_eq!(
+        all.iter()
+            .filter(|e| e.subject == subject || e.subject == other)
+            .count(),
+        4
+    );
+    assert_eq!(store.events(None, 1).await.unwrap().len(), 1);
+}

@@ -1,0 +1,121 @@
+//! Where liverseg keeps what it knows.
+//!
+//! * [`MetadataStore`]: studies, series, instances, jobs and audit events.
+//!   Backends are chosen by URL: empty or `sqlite://PATH` (embedded default)
+//!   and `postgres://...`. One implementation over `sqlx::Any` serves both,
+//!   and the shared suite in [`conformance`] runs against each real server.
+//! * [`blob::FsBlobStore`]: DICOM files on the filesystem, written atomically.
+
+use async_trait::async_trait;
+use liverseg_core::{
+    AuditEvent, InstanceRecord, Job, JobId, JobState, SeriesRecord, SeriesState,
+};
+
+pub mod blob;
+pub mod conformance;
+mod sql;
+
+pub use sql::SqlStore;
+
+/// What the listener asks for when a series is complete.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub study_uid: String,
+    pub series_uid: String,
+    pub fingerprint: String,
+    pub instance_count: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported metadata URL scheme {scheme:?} (use an empty URL for embedded SQLite, sqlite://PATH or postgres://...)")]
+    UnsupportedScheme { scheme: String },
+    #[error("cannot connect to the metadata store ({backend}): {source}")]
+    Connect { backend: &'static str, #[source] source: sqlx::Error },
+    #[error("metadata schema migration failed: {source}")]
+    Migrate { #[source] source: sqlx::Error },
+    #[error("metadata store {op}: {source}")]
+    Query { op: &'static str, #[source] source: sqlx::Error },
+    #[error("metadata store holds an unreadable {what}: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+    #[error("cannot encode {what} for the metadata store: {source}")]
+    Encode { what: &'static str, #[source] source: serde_json::Error },
+    #[error("cannot create the metadata directory {path}: {source}")]
+    CreateDir { path: std::path::PathBuf, #[source] source: std::io::Error },
+    #[error("metadata path {path:?} is not valid UTF-8")]
+    NonUtf8Path { path: std::path::PathBuf },
+    #[error("metadata schema version {found} is newer than this build knows ({known}); upgrade liverseg")]
+    SchemaTooNew { found: i64, known: i64 },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Opens the metadata store named by `url`: empty for the embedded SQLite
+/// database `data_dir/metadata.sqlite` (the directory is created),
+/// `sqlite://PATH`, or `postgres://` / `postgresql://`.
+pub async fn open(
+    url: &str,
+    data_dir: &std::path::Path,
+) -> Result<std::sync::Arc<dyn MetadataStore>> {
+    let url = url.trim();
+    let resolved = if url.is_empty() {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        sql::sqlite_url_for_path(&data_dir.join("metadata.sqlite"))?
+    } else {
+        url.to_string()
+    };
+    let store = SqlStore::connect(&resolved).await?;
+    tracing::info!(
+        backend = store.backend(),
+        url = %sql::redact_url(&resolved),
+        "metadata store open"
+    );
+    Ok(std::sync::Arc::new(store))
+}
+
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    async fn get_instance(&self, sop_instance_uid: &str) -> Result<Option<InstanceRecord>>;
+    /// Inserts or replaces the instance (keyed by SOP Instance UID), creates
+    /// its study and series rows when new, and marks the series `Receiving`
+    /// with `last_received_at = rec.received_at` and an up-to-date count.
+    async fn put_instance(&self, rec: &InstanceRecord) -> Result<()>;
+    /// All instances of a series, ordered by SOP Instance UID.
+    async fn series_instances(&self, series_uid: &str) -> Result<Vec<InstanceRecord>>;
+    async fn get_series(&self, series_uid: &str) -> Result<Option<SeriesRecord>>;
+    /// Series in a state (all when `None`), oldest first.
+    async fn list_series(&self, state: Option<SeriesState>) -> Result<Vec<SeriesRecord>>;
+    async fn set_series_state(
+        &self,
+        series_uid: &str,
+        state: SeriesState,
+        reason: Option<&str>,
+    ) -> Result<()>;
+    /// Creates a job in state `Received` for (series, fingerprint), or returns
+    /// the one that exists; the flag is true when it was created now.
+    async fn create_job(&self, new: &NewJob) -> Result<(Job, bool)>;
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>>;
+    /// Jobs in a state (all when `None`), newest first, at most `limit`.
+    async fn list_jobs(&self, state: Option<JobState>, limit: i64) -> Result<Vec<Job>>;
+    /// Atomically moves a job from one of `from` to `to`, setting `detail`
+    /// and incrementing `attempts` when `count_attempt`. Returns the updated
+    /// job, or `None` when the job is missing or not in one of `from`.
+    async fn transition_job(
+        &self,
+        id: JobId,
+        from: &[JobState],
+        to: JobState,
+        detail: Option<&str>,
+        count_attempt: bool,
+    ) -> Result<Option<Job>>;
+    async fn record_event(&self, event: &AuditEvent) -> Result<()>;
+    /// Events about `subject` (all when `None`), oldest first, at most `limit`.
+    async fn events(&self, subject: Option<&str>, limit: i64) -> Result<Vec<AuditEvent>>;
+    /// Cheap round trip for readiness probes.
+    async fn ping(&self) -> Result<()>;
+    /// Short backend name for logs and `/readyz` (never contains secrets).
+    fn backend(&self) -> &'static str;
+}
