@@ -58,10 +58,11 @@ pub fn acknowledged_files(storescu_log: &str) -> Vec<String> {
     for line in storescu_log.lines() {
         if let Some(rest) = line.split("Sending file: ").nth(1) {
             current = Some(rest.trim().to_string());
-        } else if line.contains("Received Store Response") && line.contains("Success") {
-            if let Some(f) = current.take() {
-                out.push(f);
-            }
+        } else if line.contains("Received Store Response")
+            && line.contains("Success")
+            && let Some(f) = current.take()
+        {
+            out.push(f);
         }
     }
     out

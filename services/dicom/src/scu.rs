@@ -117,7 +117,7 @@ fn load(path: &Path) -> Result<Outgoing, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let offset = crate::instance::data_set_offset(&bytes)
         .ok_or("not a DICOM Part 10 file (no DICM preamble and meta header)")?;
-    let meta = dicom_object::FileMetaTable::from_reader(&bytes[132..offset])
+    let meta = dicom_object::FileMetaTable::from_reader(&bytes[128..offset])
         .map_err(|e| format!("unreadable file meta header: {e}"))?;
     let trim = |s: &str| crate::uid::trim(s).to_string();
     Ok(Outgoing {

@@ -82,12 +82,12 @@ impl Incoming {
             return;
         }
         self.hasher.update(data);
-        if let Some(file) = self.file.as_mut() {
-            if let Err(e) = file.write_all(data).await {
-                warn!(error = %e, "writing incoming instance failed");
-                self.failure = Some(io_failure(&e));
-                self.file = None;
-            }
+        if let Some(file) = self.file.as_mut()
+            && let Err(e) = file.write_all(data).await
+        {
+            warn!(error = %e, "writing incoming instance failed");
+            self.failure = Some(io_failure(&e));
+            self.file = None;
         }
     }
 
@@ -181,10 +181,10 @@ impl Ingest {
         let tmp_path = incoming.tmp_path.clone();
         let outcome = self.finish_inner(&mut incoming, calling_ae).await;
         // Whatever did not become a blob goes away.
-        if let Some(p) = tmp_path {
-            if tokio::fs::try_exists(&p).await.unwrap_or(false) {
-                let _ = tokio::task::spawn_blocking(move || blob::discard(&p)).await;
-            }
+        if let Some(p) = tmp_path
+            && tokio::fs::try_exists(&p).await.unwrap_or(false)
+        {
+            let _ = tokio::task::spawn_blocking(move || blob::discard(&p)).await;
         }
         outcome
     }

@@ -16,11 +16,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Each started role and whether it serves yet.
+type RoleFlags = Arc<Mutex<Vec<(&'static str, Arc<AtomicBool>)>>>;
+
 #[derive(Clone)]
 pub struct Readiness {
     store: Arc<dyn MetadataStore>,
     queue: Arc<dyn JobQueue>,
-    roles: Arc<Mutex<Vec<(&'static str, Arc<AtomicBool>)>>>,
+    roles: RoleFlags,
 }
 
 /// Set by a role once it serves.

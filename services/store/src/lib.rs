@@ -7,9 +7,7 @@
 //! * [`blob::FsBlobStore`]: DICOM files on the filesystem, written atomically.
 
 use async_trait::async_trait;
-use liverseg_core::{
-    AuditEvent, InstanceRecord, Job, JobId, JobState, SeriesRecord, SeriesState,
-};
+use liverseg_core::{AuditEvent, InstanceRecord, Job, JobId, JobState, SeriesRecord, SeriesState};
 
 pub mod blob;
 pub mod conformance;
@@ -28,23 +26,46 @@ pub struct NewJob {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported metadata URL scheme {scheme:?} (use an empty URL for embedded SQLite, sqlite://PATH or postgres://...)")]
+    #[error(
+        "unsupported metadata URL scheme {scheme:?} (use an empty URL for embedded SQLite, sqlite://PATH or postgres://...)"
+    )]
     UnsupportedScheme { scheme: String },
     #[error("cannot connect to the metadata store ({backend}): {source}")]
-    Connect { backend: &'static str, #[source] source: sqlx::Error },
+    Connect {
+        backend: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("metadata schema migration failed: {source}")]
-    Migrate { #[source] source: sqlx::Error },
+    Migrate {
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("metadata store {op}: {source}")]
-    Query { op: &'static str, #[source] source: sqlx::Error },
+    Query {
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("metadata store holds an unreadable {what}: {reason}")]
     Corrupt { what: &'static str, reason: String },
     #[error("cannot encode {what} for the metadata store: {source}")]
-    Encode { what: &'static str, #[source] source: serde_json::Error },
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("cannot create the metadata directory {path}: {source}")]
-    CreateDir { path: std::path::PathBuf, #[source] source: std::io::Error },
+    CreateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("metadata path {path:?} is not valid UTF-8")]
     NonUtf8Path { path: std::path::PathBuf },
-    #[error("metadata schema version {found} is newer than this build knows ({known}); upgrade liverseg")]
+    #[error(
+        "metadata schema version {found} is newer than this build knows ({known}); upgrade liverseg"
+    )]
     SchemaTooNew { found: i64, known: i64 },
 }
 
