@@ -3,7 +3,6 @@
 
 use dicom_ul::Pdu;
 use dicom_ul::association::client::ClientAssociationOptions;
-use dicom_ul::pdu::{PDataValue, PDataValueType};
 use liverseg_dicom::{dimse, instance::data_set_offset};
 use liverseg_tests::series::{Flaws, write_ct_series};
 use liverseg_tests::service::{Service, http_get};
@@ -51,17 +50,7 @@ async fn garbage_and_truncated_pdus_do_not_stop_the_service() {
         .unwrap();
     let pc = assoc.presentation_contexts()[0].id;
     let cmd = dimse::store_request(1, CT, "1.2.3.4.5").unwrap();
-    assoc
-        .send(&Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: pc,
-                value_type: PDataValueType::Command,
-                is_last: true,
-                data: cmd,
-            }],
-        })
-        .await
-        .unwrap();
+    assoc.send(&dimse::command_pdu(pc, cmd)).await.unwrap();
     // P-DATA-TF header announcing 1000 bytes, followed by only 10.
     let stream = assoc.inner_stream();
     use tokio::io::AsyncWriteExt;
@@ -134,17 +123,7 @@ async fn mismatched_sop_instance_uid_is_refused_with_a900() {
             uid.to_string()
         };
         let cmd = dimse::store_request(7, CT, &uid).unwrap();
-        assoc
-            .send(&Pdu::PData {
-                data: vec![PDataValue {
-                    presentation_context_id: pc,
-                    value_type: PDataValueType::Command,
-                    is_last: true,
-                    data: cmd,
-                }],
-            })
-            .await
-            .unwrap();
+        assoc.send(&dimse::command_pdu(pc, cmd)).await.unwrap();
         {
             use tokio::io::AsyncWriteExt;
             let mut w = assoc.send_pdata(pc);

@@ -138,6 +138,19 @@ pub fn store_request(
     ])
 }
 
+/// A P-DATA-TF carrying one complete command set (commands are small
+/// enough to fit one PDV).
+pub fn command_pdu(presentation_context_id: u8, command: Vec<u8>) -> dicom_ul::Pdu {
+    dicom_ul::Pdu::PData {
+        data: vec![dicom_ul::pdu::PDataValue {
+            presentation_context_id,
+            value_type: dicom_ul::pdu::PDataValueType::Command,
+            is_last: true,
+            data: command,
+        }],
+    }
+}
+
 /// Status and comment of a received C-STORE-RSP or C-ECHO-RSP.
 pub fn response_status(bytes: &[u8]) -> Result<(u16, Option<String>), DimseError> {
     let obj = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())

@@ -280,14 +280,7 @@ impl Session<'_> {
 
 async fn send_command(assoc: &mut Assoc, pc: u8, data: Vec<u8>) -> Result<(), String> {
     assoc
-        .send(&Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: pc,
-                value_type: PDataValueType::Command,
-                is_last: true,
-                data,
-            }],
-        })
+        .send(&dimse::command_pdu(pc, data))
         .await
         .map_err(|e| format!("send failed: {e}"))
 }
