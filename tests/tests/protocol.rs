@@ -23,6 +23,26 @@ async fn still_serving(svc: &Service) {
         .unwrap_or_else(|e| panic!("service stopped serving: {e}\n{}", svc.log_text()));
 }
 
+/// An association proposing CT Image Storage in explicit VR little endian;
+/// returns it with the accepted presentation context id.
+async fn ct_association(
+    svc: &Service,
+    calling: &str,
+) -> (
+    dicom_ul::association::AsyncClientAssociation<tokio::net::TcpStream>,
+    u8,
+) {
+    let assoc = ClientAssociationOptions::new()
+        .calling_ae_title(calling)
+        .called_ae_title("LIVERSEG")
+        .with_presentation_context(CT, vec![EXPLICIT_LE])
+        .establish_async(svc.addr())
+        .await
+        .unwrap();
+    let pc = assoc.presentation_contexts()[0].id;
+    (assoc, pc)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_and_truncated_pdus_do_not_stop_the_service() {
     let tmp = tempfile::tempdir().unwrap();
@@ -41,14 +61,7 @@ async fn garbage_and_truncated_pdus_do_not_stop_the_service() {
     still_serving(&svc).await;
 
     // An association whose P-DATA-TF stops half way, then the peer vanishes.
-    let mut assoc = ClientAssociationOptions::new()
-        .calling_ae_title("FAULTY")
-        .called_ae_title("LIVERSEG")
-        .with_presentation_context(CT, vec![EXPLICIT_LE])
-        .establish_async(svc.addr())
-        .await
-        .unwrap();
-    let pc = assoc.presentation_contexts()[0].id;
+    let (mut assoc, pc) = ct_association(&svc, "FAULTY").await;
     let cmd = dimse::store_request(1, CT, "1.2.3.4.5").unwrap();
     assoc.send(&dimse::command_pdu(pc, cmd)).await.unwrap();
     // P-DATA-TF header announcing 1000 bytes, followed by only 10.
@@ -104,25 +117,13 @@ async fn mismatched_sop_instance_uid_is_refused_with_a900() {
     let data = bytes[data_set_offset(&bytes).unwrap()..].to_vec();
     let svc = Service::start(tmp.path(), &[]);
 
-    let mut assoc = ClientAssociationOptions::new()
-        .calling_ae_title("LIAR")
-        .called_ae_title("LIVERSEG")
-        .with_presentation_context(CT, vec![EXPLICIT_LE])
-        .establish_async(svc.addr())
-        .await
-        .unwrap();
-    let pc = assoc.presentation_contexts()[0].id;
-    for (uid, want) in [("1.2.3.999", 0xA900u16), ("", 0)] {
-        let real_uid = liverseg_dicom::instance::read_header(&series.files[0])
-            .unwrap()
-            .identity
-            .sop_instance_uid;
-        let uid = if uid.is_empty() {
-            real_uid
-        } else {
-            uid.to_string()
-        };
-        let cmd = dimse::store_request(7, CT, &uid).unwrap();
+    let real_uid = liverseg_dicom::instance::read_header(&series.files[0])
+        .unwrap()
+        .identity
+        .sop_instance_uid;
+    let (mut assoc, pc) = ct_association(&svc, "LIAR").await;
+    for (uid, want) in [("1.2.3.999", 0xA900u16), (real_uid.as_str(), 0)] {
+        let cmd = dimse::store_request(7, CT, uid).unwrap();
         assoc.send(&dimse::command_pdu(pc, cmd)).await.unwrap();
         {
             use tokio::io::AsyncWriteExt;

@@ -181,9 +181,8 @@ impl Ingest {
         let tmp_path = incoming.tmp_path.clone();
         let outcome = self.finish_inner(&mut incoming, calling_ae).await;
         // Whatever did not become a blob goes away.
-        if let Some(p) = tmp_path
-            && tokio::fs::try_exists(&p).await.unwrap_or(false)
-        {
+        // A committed file was renamed away; discarding is then a no-op.
+        if let Some(p) = tmp_path {
             let _ = tokio::task::spawn_blocking(move || blob::discard(&p)).await;
         }
         outcome
