@@ -3,6 +3,7 @@
 
 pub mod dcmtk;
 pub mod postgres;
+pub mod python;
 pub mod redis;
 pub mod series;
 pub mod service;

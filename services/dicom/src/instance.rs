@@ -172,13 +172,13 @@ pub fn parse_object(obj: &InMemDicomObject) -> Result<Parsed, InstanceError> {
 }
 
 /// A string value, trimmed of padding; `None` when absent or empty.
-fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+pub(crate) fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     let v = obj.get(tag)?.to_str().ok()?;
     let v = v.trim_matches(|c: char| c == '\0' || c.is_whitespace());
     (!v.is_empty()).then(|| v.to_string())
 }
 
-fn int(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
+pub(crate) fn int(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
     let e = obj.get(tag)?;
     e.to_int::<u32>()
         .ok()
@@ -187,7 +187,7 @@ fn int(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
 
 /// Decimal strings parsed leniently (stray spaces, `+` signs); `None` when
 /// any value is missing or not finite, so a broken vector is never half-used.
-fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
+pub(crate) fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
     let s = text(obj, tag)?;
     s.split('\\')
         .map(|p| {
@@ -200,7 +200,7 @@ fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
         .collect()
 }
 
-fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
+pub(crate) fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
     obj.get(tag)?.items()?.first()
 }
 

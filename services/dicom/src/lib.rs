@@ -12,6 +12,7 @@
 pub mod dimse;
 pub mod instance;
 pub mod scu;
+pub mod seg;
 pub mod series;
 pub mod sop;
 pub mod uid;

@@ -33,6 +33,12 @@ pub enum VolumeError {
     Geometry { path: PathBuf, reason: String },
     #[error("{0}")]
     Series(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Voxels in Hounsfield units, indexed `[slice][row][column]`.
@@ -61,7 +67,7 @@ struct Slice {
     hu: Vec<f32>,
 }
 
-fn read_slice(path: &Path) -> Result<Slice, VolumeError> {
+fn read_slice(path: &Path, require_ct: bool) -> Result<Slice, VolumeError> {
     let geometry = |reason: &str| VolumeError::Geometry {
         path: path.into(),
         reason: reason.into(),
@@ -77,6 +83,21 @@ fn read_slice(path: &Path) -> Result<Slice, VolumeError> {
         source: Box::new(e),
     })?;
     let m = parsed.meta;
+    if require_ct && parsed.identity.sop_class_uid != crate::sop::CT_IMAGE_STORAGE {
+        let what = if parsed.identity.sop_class_uid == crate::sop::ENHANCED_CT_IMAGE_STORAGE {
+            "Enhanced CT (multi-frame) is not supported yet".to_string()
+        } else {
+            format!(
+                "not a CT image (SOP Class {}, modality {})",
+                parsed.identity.sop_class_uid,
+                m.modality.as_deref().unwrap_or("absent")
+            )
+        };
+        return Err(geometry(&what));
+    }
+    if obj.get(dicom_dictionary_std::tags::PIXEL_DATA).is_none() {
+        return Err(geometry("has no pixel data"));
+    }
     if m.number_of_frames.unwrap_or(1) > 1 {
         return Err(geometry(
             "multi-frame (Enhanced CT) volumes are not supported yet",
@@ -115,11 +136,60 @@ fn read_slice(path: &Path) -> Result<Slice, VolumeError> {
     })
 }
 
-/// Decodes the files of one series into a volume.
+/// Decodes the files of one CT series into a volume.
 pub fn load_series(paths: &[PathBuf]) -> Result<Volume, VolumeError> {
+    load_images(paths, true)
+}
+
+/// Decodes every DICOM file under `dir` (recursively; hidden files and
+/// DICOMDIR skipped) as one series: CT images when `require_ct`, else any
+/// single-frame greyscale images (per-slice masks). Any unreadable file, or
+/// files from more than one series, is an error naming them.
+pub fn load_dir(dir: &Path, require_ct: bool) -> Result<Volume, VolumeError> {
+    let paths = crate::scu::collect_files(dir).map_err(|e| VolumeError::Io {
+        path: dir.into(),
+        source: e,
+    })?;
+    if paths.is_empty() {
+        return Err(VolumeError::Series(format!(
+            "{}: no files in the folder",
+            dir.display()
+        )));
+    }
+    let mut series: Vec<(String, PathBuf, usize)> = Vec::new();
+    for p in &paths {
+        let parsed = crate::instance::read_header(p).map_err(|e| VolumeError::Header {
+            path: p.clone(),
+            source: Box::new(e),
+        })?;
+        match series
+            .iter_mut()
+            .find(|(uid, _, _)| *uid == parsed.identity.series_uid)
+        {
+            Some(entry) => entry.2 += 1,
+            None => series.push((parsed.identity.series_uid, p.clone(), 1)),
+        }
+    }
+    if series.len() > 1 {
+        let list: Vec<String> = series
+            .iter()
+            .map(|(uid, first, n)| {
+                format!("{n} file(s) of series {uid} (e.g. {})", first.display())
+            })
+            .collect();
+        return Err(VolumeError::Series(format!(
+            "{}: more than one series: {}",
+            dir.display(),
+            list.join("; ")
+        )));
+    }
+    load_images(&paths, require_ct)
+}
+
+fn load_images(paths: &[PathBuf], require_ct: bool) -> Result<Volume, VolumeError> {
     let mut slices = paths
         .iter()
-        .map(|p| read_slice(p))
+        .map(|p| read_slice(p, require_ct))
         .collect::<Result<Vec<_>, _>>()?;
     let first = slices
         .first()

@@ -48,6 +48,30 @@ pub enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Segment the liver in one CT series (a folder of DICOM files) or a
+    /// NIfTI file; writes OUT/mask.nii.gz and OUT/summary.json.
+    Segment {
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// An ONNX model with its manifest beside it (default: the built-in model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Threads running slices in parallel (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Compare a predicted liver mask with the truth: Dice, HD95, volumes.
+    /// Each may be a NIfTI mask, a DICOM SEG or a folder of per-slice DICOM masks.
+    Eval {
+        #[arg(long)]
+        pred: PathBuf,
+        #[arg(long)]
+        truth: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the effective configuration (secrets redacted).
     Config,
     /// Print the version.

@@ -56,6 +56,26 @@ pub async fn run(command: Command, config: Arc<Config>) -> anyhow::Result<ExitCo
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Segment {
+            input,
+            out,
+            model,
+            threads,
+        } => {
+            let args = crate::offline::SegmentArgs {
+                input,
+                out,
+                model,
+                threads,
+            };
+            tokio::task::spawn_blocking(move || crate::offline::segment(args)).await??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { pred, truth, json } => {
+            tokio::task::spawn_blocking(move || crate::offline::eval(&pred, &truth, json))
+                .await??;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config => {
             print!("{}", config.to_redacted_toml());
             Ok(ExitCode::SUCCESS)

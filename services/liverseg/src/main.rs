@@ -3,6 +3,7 @@
 mod admin;
 mod cli;
 mod commands;
+mod offline;
 mod serve;
 
 use clap::Parser;

@@ -1,0 +1,278 @@
+//! `liverseg segment` and `liverseg eval`: the model on files, without the service.
+
+use anyhow::{Context, anyhow, bail};
+use liverseg_dicom::volume::Volume;
+use liverseg_inference::grid::{cross, dot};
+use liverseg_inference::{Grid, Model, metrics, nifti};
+use serde_json::json;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A DICOM volume's voxels placed in patient space.
+fn volume_grid(v: &Volume) -> Grid {
+    let o = v.orientation;
+    let (row_cos, col_cos) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+    Grid {
+        dims: v.dims,
+        spacing: v.spacing,
+        origin: v.origin,
+        axes: [cross(row_cos, col_cos), col_cos, row_cos],
+    }
+}
+
+fn is_nifti(p: &Path) -> bool {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    name.ends_with(".nii") || name.ends_with(".nii.gz")
+}
+
+/// A CT volume from a folder of DICOM files (one series) or a NIfTI file.
+fn load_ct(input: &Path) -> anyhow::Result<(Grid, Vec<f32>)> {
+    if input.is_dir() {
+        let v = liverseg_dicom::volume::load_dir(input, true)?;
+        Ok((volume_grid(&v), v.hu))
+    } else if input.is_file() && is_nifti(input) {
+        Ok(nifti::read(input)?)
+    } else if input.exists() {
+        bail!(
+            "{}: not a folder of DICOM files or a NIfTI file (.nii, .nii.gz)",
+            input.display()
+        )
+    } else {
+        bail!("{}: no such file or folder", input.display())
+    }
+}
+
+pub struct SegmentArgs {
+    pub input: PathBuf,
+    pub out: PathBuf,
+    pub model: Option<PathBuf>,
+    pub threads: Option<usize>,
+}
+
+pub fn segment(args: SegmentArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let model = match &args.model {
+        Some(p) => Model::from_file(p)?,
+        None => Model::builtin()?,
+    };
+    let (grid, hu) = load_ct(&args.input)?;
+    let load_seconds = start.elapsed().as_secs_f64();
+    let threads = args
+        .threads
+        .unwrap_or_else(liverseg_inference::segment::default_threads)
+        .max(1);
+    let tty = std::io::stderr().is_terminal();
+    let progress = |done: usize, total: usize| {
+        if tty {
+            eprint!("\rsegmenting: {done}/{total} slices");
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    let seg = liverseg_inference::segment(&model, &grid, &hu, threads, &progress)?;
+    let m = &model.manifest;
+    let description = format!("liverseg {} {}", m.name, m.version);
+    let summary = json!({
+        "liver_volume_ml": seg.liver_volume_ml,
+        "slices": seg.slices,
+        "seconds": start.elapsed().as_secs_f64(),
+        "model": {"name": m.name, "version": m.version, "sha256": m.sha256},
+        "label": m.label.name,
+        "grid": {"dims": grid.dims, "spacing_mm": grid.spacing},
+        "timings": {"load_seconds": load_seconds, "network_seconds": seg.network_seconds,
+                    "segment_seconds": seg.total_seconds},
+        "threads": threads,
+    });
+    write_outputs(&args.out, |staging| {
+        nifti::write_mask(&staging.join("mask.nii.gz"), &grid, &seg.mask, &description)?;
+        let mut f = std::fs::File::create(staging.join("summary.json"))?;
+        f.write_all(serde_json::to_string_pretty(&summary)?.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        Ok(())
+    })?;
+    println!(
+        "{}: liver {:.1} ml over {} slices in {:.2} s -> {}",
+        args.input.display(),
+        seg.liver_volume_ml,
+        seg.slices,
+        start.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Writes the outputs into a staging folder inside `out`, then renames each
+/// file into place: on any error nothing new is left in `out`.
+fn write_outputs(
+    out: &Path,
+    write: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let staging = out.join(format!(".liverseg-partial-{}", std::process::id()));
+    std::fs::create_dir_all(&staging)
+        .with_context(|| format!("{}: cannot create", staging.display()))?;
+    let result = write(&staging).and_then(|()| {
+        for entry in std::fs::read_dir(&staging)? {
+            let entry = entry?;
+            std::fs::rename(entry.path(), out.join(entry.file_name()))?;
+        }
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    result.with_context(|| format!("{}: writing the results", out.display()))
+}
+
+/// A mask to compare: dense on a grid, or the frames of a DICOM SEG.
+enum MaskInput {
+    Dense(Grid, Vec<u8>),
+    Seg(PathBuf, liverseg_dicom::seg::Segmentation),
+}
+
+fn load_mask(path: &Path) -> anyhow::Result<MaskInput> {
+    let dense = |grid: Grid, values: Vec<f32>| {
+        MaskInput::Dense(
+            grid,
+            values.into_iter().map(|v| u8::from(v > 0.0)).collect(),
+        )
+    };
+    if path.is_dir() {
+        let v = liverseg_dicom::volume::load_dir(path, false)?;
+        Ok(dense(volume_grid(&v), v.hu))
+    } else if path.is_file() && is_nifti(path) {
+        let (g, v) = nifti::read(path)?;
+        Ok(dense(g, v))
+    } else if path.is_file() {
+        Ok(MaskInput::Seg(
+            path.into(),
+            liverseg_dicom::seg::read(path)?,
+        ))
+    } else {
+        bail!("{}: no such file or folder", path.display())
+    }
+}
+
+/// Rasterises the liver segment of a SEG onto `grid`; every frame must lie
+/// on one of its slices.
+fn seg_on_grid(
+    path: &Path,
+    seg: &liverseg_dicom::seg::Segmentation,
+    grid: &Grid,
+) -> anyhow::Result<Vec<u8>> {
+    let segment = seg.liver_segment().ok_or_else(|| {
+        anyhow!(
+            "{}: no liver segment among {} segments",
+            path.display(),
+            seg.segments.len()
+        )
+    })?;
+    let [s, r, c] = grid.dims;
+    if (seg.rows, seg.columns) != (r, c) {
+        bail!(
+            "{}: frames are {}x{}, the reference grid's slices {r}x{c}",
+            path.display(),
+            seg.rows,
+            seg.columns
+        );
+    }
+    let mut out = vec![0u8; grid.len()];
+    for (k, f) in seg
+        .frames
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.segment == segment)
+    {
+        let (row_cos, col_cos) = (
+            [f.orientation[0], f.orientation[1], f.orientation[2]],
+            [f.orientation[3], f.orientation[4], f.orientation[5]],
+        );
+        let aligned = dot(row_cos, grid.axes[2]) > 0.999
+            && dot(col_cos, grid.axes[1]) > 0.999
+            && (f.pixel_spacing[0] - grid.spacing[1]).abs() < 1e-3
+            && (f.pixel_spacing[1] - grid.spacing[2]).abs() < 1e-3;
+        let d: Vec<f64> = (0..3).map(|m| f.position[m] - grid.origin[m]).collect();
+        let d = [d[0], d[1], d[2]];
+        let (zi, ri, ci) = (
+            dot(d, grid.axes[0]) / grid.spacing[0],
+            dot(d, grid.axes[1]) / grid.spacing[1],
+            dot(d, grid.axes[2]) / grid.spacing[2],
+        );
+        let z = zi.round();
+        if !aligned
+            || ri.abs() > 0.05
+            || ci.abs() > 0.05
+            || (zi - z).abs() > 0.1
+            || z < 0.0
+            || z as usize >= s
+        {
+            bail!(
+                "{}: frame {} at ({:.2}, {:.2}, {:.2}) does not lie on a slice of the reference grid",
+                path.display(),
+                k + 1,
+                f.position[0],
+                f.position[1],
+                f.position[2]
+            );
+        }
+        let plane = &mut out[z as usize * r * c..(z as usize + 1) * r * c];
+        for (o, p) in plane.iter_mut().zip(&f.pixels) {
+            *o |= *p;
+        }
+    }
+    Ok(out)
+}
+
+pub fn eval(pred: &Path, truth: &Path, json_out: bool) -> anyhow::Result<()> {
+    let (p, t) = (load_mask(pred)?, load_mask(truth)?);
+    let (grid, pm, tm) = match (p, t) {
+        (MaskInput::Dense(pg, pm), MaskInput::Dense(tg, tm)) => {
+            if pg.same_lattice(&tg, 0.01) {
+                (tg, pm, tm)
+            } else {
+                // Same voxels stored in another order (e.g. RAS vs LPS): compare canonically.
+                let (pc, tc) = (pg.canonical()?, tg.canonical()?);
+                let (pcg, tcg) = (pc.grid(&pg), tc.grid(&tg));
+                if !pcg.same_lattice(&tcg, 0.01) {
+                    bail!(
+                        "{} and {} lie on different voxel grids ({:?} vs {:?} voxels)",
+                        pred.display(),
+                        truth.display(),
+                        pg.dims,
+                        tg.dims
+                    );
+                }
+                (tcg, pc.to_canonical(&pm), tc.to_canonical(&tm))
+            }
+        }
+        (MaskInput::Seg(path, seg), MaskInput::Dense(tg, tm)) => {
+            let pm = seg_on_grid(&path, &seg, &tg)?;
+            (tg, pm, tm)
+        }
+        (MaskInput::Dense(pg, pm), MaskInput::Seg(path, seg)) => {
+            let tm = seg_on_grid(&path, &seg, &pg)?;
+            (pg, pm, tm)
+        }
+        (MaskInput::Seg(..), MaskInput::Seg(..)) => {
+            bail!(
+                "at least one of --pred and --truth must be a NIfTI file or a folder of DICOM masks (it gives the grid)"
+            )
+        }
+    };
+    let c = metrics::compare(&pm, &tm, grid.dims, grid.spacing);
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+    } else {
+        println!("Dice              {:.4}", c.dice);
+        println!("HD95              {:.2} mm", c.hd95_mm);
+        println!(
+            "Volume            {:.1} ml predicted, {:.1} ml truth: {:+.1} ml ({:+.1} %)",
+            c.pred_volume_ml, c.truth_volume_ml, c.volume_diff_ml, c.volume_diff_pct
+        );
+    }
+    Ok(())
+}
