@@ -105,6 +105,7 @@ impl Grid {
 
 impl Canonical {
     /// The canonical layout's own grid: same voxels, canonical axes.
+    #[allow(clippy::needless_range_loop)] // `a` indexes three parallel arrays
     pub fn grid(&self, source: &Grid) -> Grid {
         let mut corner = [0.0; 3];
         let mut axes = [[0.0; 3]; 3];
@@ -158,10 +159,11 @@ impl Canonical {
         self.source_axis == [0, 1, 2] && self.flip == [false; 3]
     }
 
-    /// Source voxels in canonical order.
-    pub fn to_canonical<T: Copy>(&self, source: &[T]) -> Vec<T> {
+    /// Source voxels in canonical order (borrowed when already canonical:
+    /// a thin-slice series is hundreds of MB).
+    pub fn to_canonical<'a, T: Copy>(&self, source: &'a [T]) -> std::borrow::Cow<'a, [T]> {
         if self.is_identity() {
-            return source.to_vec();
+            return std::borrow::Cow::Borrowed(source);
         }
         let [s, r, c] = self.dims;
         let mut out = Vec::with_capacity(s * r * c);
@@ -172,7 +174,7 @@ impl Canonical {
                 }
             }
         }
-        out
+        std::borrow::Cow::Owned(out)
     }
 
     /// Canonical voxels back in source order.
@@ -243,10 +245,11 @@ mod tests {
         let src: Vec<u32> = (0..24).collect();
         let canon = c.to_canonical(&src);
         assert_eq!(c.to_source(&canon), src);
+        assert!(matches!(canon, std::borrow::Cow::Owned(_)));
         // Canonical (0,0,0) is the most inferior, anterior, right voxel:
         // source slice 1 (slices run downwards), row 0 (rows run to the
         // left), column 3 (columns run forwards).
-        assert_eq!(canon[0], (3 + 0) * 4 + 3);
+        assert_eq!(canon[0], 3 * 4 + 3);
     }
 
     #[test]

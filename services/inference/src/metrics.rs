@@ -190,6 +190,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::needless_range_loop)] // voxel indices drive the brute force
     fn distance_transform_matches_brute_force() {
         let dims = [4, 5, 6];
         let spacing = [2.0, 0.7, 1.1];

@@ -100,6 +100,7 @@ fn decode(raw: &[u8], datatype: i16, big_endian: bool) -> Option<Vec<f32>> {
 }
 
 /// The voxel-to-LPS affine: sform when set, else qform, else pixdim alone.
+#[allow(clippy::needless_range_loop)] // matrix indices read as in the NIfTI standard
 fn affine_lps(h: &nifti::NiftiHeader) -> [[f64; 4]; 3] {
     let mut a = [[0.0f64; 4]; 3];
     if h.sform_code > 0 {

@@ -18,19 +18,40 @@ pub struct Segmentation {
     pub liver_voxels: usize,
     pub liver_volume_ml: f64,
     pub slices: usize,
+    /// Slices the network actually ran on (the rest lie far from the liver).
+    pub slices_run: usize,
     /// Seconds in the network (summed over threads' wall time: the parallel
     /// section) and in everything else.
     pub network_seconds: f64,
     pub total_seconds: f64,
 }
 
-/// Runs `model` over every slice of (`grid`, `hu`) with `threads` threads;
+/// How slices are chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options {
+    pub threads: usize,
+    /// First a coarse pass every `coarse_step_mm`; then only the slices
+    /// between the first and last coarse slices showing liver, widened by
+    /// two coarse steps. `None` runs every slice.
+    pub coarse_step_mm: Option<f64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            threads: default_threads(),
+            coarse_step_mm: Some(10.0),
+        }
+    }
+}
+
+/// Runs `model` over the slices of (`grid`, `hu`) that can hold liver;
 /// `progress(done, total)` is called after each slice.
 pub fn segment(
     model: &Model,
     grid: &Grid,
     hu: &[f32],
-    threads: usize,
+    options: Options,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Segmentation, Error> {
     let start = Instant::now();
@@ -45,30 +66,128 @@ pub fn segment(
     let dims = canonical.dims;
     let canon_hu = canonical.to_canonical(hu);
     let window = Window::new(&model.manifest.input, &canon_hu, dims, canonical.spacing);
-    let [s, r, c] = dims;
-    let plane = r * c;
-    let threshold = model.manifest.output.threshold_logit;
-    let background = model.manifest.output.background_logit;
-
+    let s = dims[0];
+    let plane = dims[1] * dims[2];
     let mut canon_mask = vec![0u8; s * plane];
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let net_start = Instant::now();
-    {
-        // Each thread claims slices and writes its own disjoint output planes.
-        let planes: Vec<Mutex<&mut [u8]>> = canon_mask.chunks_mut(plane).map(Mutex::new).collect();
+    let pool = SlicePool {
+        model,
+        window: &window,
+        hu: &canon_hu,
+        plane,
+        threads: options.threads.max(1),
+        done: AtomicUsize::new(0),
+    };
+
+    let all: Vec<usize> = (0..s).collect();
+    let (first, rest) = match options.coarse_step_mm {
+        Some(mm) if s > 1 => {
+            let step = ((mm / canonical.spacing[0]).round() as usize).max(1);
+            let coarse: Vec<usize> = (0..s).step_by(step).collect();
+            (coarse, Some(step))
+        }
+        _ => (all.clone(), None),
+    };
+    // The total shown grows once the coarse pass has found the extent.
+    let planned = first.len();
+    let counts = pool.run(&first, &mut canon_mask, &|d| progress(d, planned))?;
+    let mut slices_run = first.len();
+    if let Some(step) = rest {
+        // A coarse slice shows liver when at least MIN_LIVER_MM2 of it is
+        // liver; the extent is the longest run of such slices (one miss
+        // allowed), so a stray false positive far away does not widen it.
+        let pixel_mm2 = canonical.spacing[1] * canonical.spacing[2];
+        let hit: Vec<bool> = counts
+            .iter()
+            .map(|n| *n as f64 * pixel_mm2 >= MIN_LIVER_MM2)
+            .collect();
+        let hits = longest_run(&hit, 1).map(|(a, b)| (first[a], first[b]));
+        if let Some((lo, hi)) = hits {
+            let lo = lo.saturating_sub(2 * step);
+            let hi = (hi + 2 * step).min(s - 1);
+            let second: Vec<usize> = (lo..=hi).filter(|z| z % step != 0).collect();
+            let total = first.len() + second.len();
+            pool.run(&second, &mut canon_mask, &|d| progress(d, total))?;
+            slices_run = total;
+        }
+    }
+    let network_seconds = net_start.elapsed().as_secs_f64();
+    postprocess(&mut canon_mask, dims);
+    let mask = canonical.to_source(&canon_mask);
+    let liver_voxels = mask.iter().filter(|v| **v != 0).count();
+    Ok(Segmentation {
+        liver_voxels,
+        liver_volume_ml: liver_voxels as f64 * grid.voxel_volume_ml(),
+        slices: s,
+        slices_run,
+        mask,
+        network_seconds,
+        total_seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Liver area (mm^2) that makes a coarse slice count as showing liver.
+const MIN_LIVER_MM2: f64 = 500.0;
+
+/// First and last index of the longest run of `true`, bridging up to
+/// `max_gap` consecutive `false` inside a run.
+fn longest_run(hit: &[bool], max_gap: usize) -> Option<(usize, usize)> {
+    let mut best: Option<(usize, usize)> = None;
+    let mut current: Option<(usize, usize)> = None;
+    for (i, &h) in hit.iter().enumerate() {
+        if !h {
+            continue;
+        }
+        current = match current {
+            Some((a, b)) if i - b <= max_gap + 1 => Some((a, i)),
+            _ => Some((i, i)),
+        };
+        let (a, b) = current.unwrap_or((i, i));
+        if best.is_none_or(|(x, y)| b - a > y - x) {
+            best = Some((a, b));
+        }
+    }
+    best
+}
+
+/// Threads that claim slices one at a time and write their own output planes.
+struct SlicePool<'a> {
+    model: &'a Model,
+    window: &'a Window,
+    hu: &'a [f32],
+    plane: usize,
+    threads: usize,
+    /// Slices finished so far, over every call.
+    done: AtomicUsize,
+}
+
+impl SlicePool<'_> {
+    /// Runs slices `zs`, thresholding into `mask`; returns each slice's
+    /// count of liver pixels. `progress` gets the running total.
+    fn run(
+        &self,
+        zs: &[usize],
+        mask: &mut [u8],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<usize>, Error> {
+        let threshold = self.model.manifest.output.threshold_logit;
+        let background = self.model.manifest.output.background_logit;
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        let counts: Vec<AtomicUsize> = zs.iter().map(|_| AtomicUsize::new(0)).collect();
+        let planes: Vec<Mutex<&mut [u8]>> = mask.chunks_mut(self.plane).map(Mutex::new).collect();
         std::thread::scope(|scope| {
-            for _ in 0..threads.max(1).min(s) {
+            for _ in 0..self.threads.min(zs.len()) {
                 scope.spawn(|| {
-                    let mut logits_src = Vec::with_capacity(plane);
+                    let mut logits_src = Vec::with_capacity(self.plane);
                     loop {
-                        let z = next.fetch_add(1, Ordering::Relaxed);
-                        if z >= s || failed.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= zs.len() || failed.load(Ordering::Relaxed) {
                             break;
                         }
-                        let logits = match model.run(window.input(&canon_hu, z)) {
+                        let z = zs[i];
+                        let logits = match self.model.run(self.window.input(self.hu, z)) {
                             Ok(l) => l,
                             Err(e) => {
                                 failed.store(true, Ordering::Relaxed);
@@ -79,36 +198,43 @@ pub fn segment(
                                 break;
                             }
                         };
-                        window.logits_to_slice(&logits, background, &mut logits_src);
+                        self.window
+                            .logits_to_slice(&logits, background, &mut logits_src);
                         let mut out = planes[z].lock().unwrap_or_else(|p| p.into_inner());
+                        let mut n = 0;
                         for (m, l) in out.iter_mut().zip(&logits_src) {
                             *m = u8::from(*l > threshold);
+                            n += *m as usize;
                         }
                         drop(out);
-                        progress(done.fetch_add(1, Ordering::Relaxed) + 1, s);
+                        counts[i].store(n, Ordering::Relaxed);
+                        progress(self.done.fetch_add(1, Ordering::Relaxed) + 1);
                     }
                 });
             }
         });
+        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(counts.into_iter().map(AtomicUsize::into_inner).collect()),
+        }
     }
-    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
-    let network_seconds = net_start.elapsed().as_secs_f64();
-    postprocess(&mut canon_mask, dims);
-    let mask = canonical.to_source(&canon_mask);
-    let liver_voxels = mask.iter().filter(|v| **v != 0).count();
-    Ok(Segmentation {
-        liver_voxels,
-        liver_volume_ml: liver_voxels as f64 * grid.voxel_volume_ml(),
-        slices: s,
-        mask,
-        network_seconds,
-        total_seconds: start.elapsed().as_secs_f64(),
-    })
 }
 
 /// Threads to use by default: every core the process may run on.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::longest_run;
+
+    #[test]
+    fn longest_run_bridges_single_misses_only() {
+        let t = |s: &str| s.chars().map(|c| c == '1').collect::<Vec<_>>();
+        assert_eq!(longest_run(&t("0000"), 1), None);
+        assert_eq!(longest_run(&t("1001110110"), 1), Some((3, 8)));
+        assert_eq!(longest_run(&t("1100111"), 1), Some((4, 6)));
+        assert_eq!(longest_run(&t("1101"), 0), Some((0, 1)));
+    }
 }

@@ -60,6 +60,10 @@ pub enum Command {
         /// Threads running slices in parallel (default: every core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Run the network on every slice instead of first finding the
+        /// liver's extent with a coarse pass (every 10 mm).
+        #[arg(long)]
+        every_slice: bool,
     },
     /// Compare a predicted liver mask with the truth: Dice, HD95, volumes.
     /// Each may be a NIfTI mask, a DICOM SEG or a folder of per-slice DICOM masks.

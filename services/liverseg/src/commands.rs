@@ -61,12 +61,14 @@ pub async fn run(command: Command, config: Arc<Config>) -> anyhow::Result<ExitCo
             out,
             model,
             threads,
+            every_slice,
         } => {
             let args = crate::offline::SegmentArgs {
                 input,
                 out,
                 model,
                 threads,
+                every_slice,
             };
             tokio::task::spawn_blocking(move || crate::offline::segment(args)).await??;
             Ok(ExitCode::SUCCESS)

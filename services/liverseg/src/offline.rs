@@ -51,6 +51,7 @@ pub struct SegmentArgs {
     pub out: PathBuf,
     pub model: Option<PathBuf>,
     pub threads: Option<usize>,
+    pub every_slice: bool,
 }
 
 pub fn segment(args: SegmentArgs) -> anyhow::Result<()> {
@@ -61,25 +62,30 @@ pub fn segment(args: SegmentArgs) -> anyhow::Result<()> {
     };
     let (grid, hu) = load_ct(&args.input)?;
     let load_seconds = start.elapsed().as_secs_f64();
-    let threads = args
-        .threads
-        .unwrap_or_else(liverseg_inference::segment::default_threads)
-        .max(1);
+    let options = liverseg_inference::segment::Options {
+        threads: args
+            .threads
+            .unwrap_or_else(liverseg_inference::segment::default_threads)
+            .max(1),
+        coarse_step_mm: (!args.every_slice).then_some(10.0),
+    };
+    let threads = options.threads;
     let tty = std::io::stderr().is_terminal();
     let progress = |done: usize, total: usize| {
         if tty {
-            eprint!("\rsegmenting: {done}/{total} slices");
-            if done == total {
-                eprintln!();
-            }
+            eprint!("\rsegmenting: {done}/{total} slices ");
         }
     };
-    let seg = liverseg_inference::segment(&model, &grid, &hu, threads, &progress)?;
+    let seg = liverseg_inference::segment(&model, &grid, &hu, options, &progress)?;
+    if tty {
+        eprintln!();
+    }
     let m = &model.manifest;
     let description = format!("liverseg {} {}", m.name, m.version);
     let summary = json!({
         "liver_volume_ml": seg.liver_volume_ml,
         "slices": seg.slices,
+        "slices_run": seg.slices_run,
         "seconds": start.elapsed().as_secs_f64(),
         "model": {"name": m.name, "version": m.version, "sha256": m.sha256},
         "label": m.label.name,
@@ -246,7 +252,11 @@ pub fn eval(pred: &Path, truth: &Path, json_out: bool) -> anyhow::Result<()> {
                         tg.dims
                     );
                 }
-                (tcg, pc.to_canonical(&pm), tc.to_canonical(&tm))
+                (
+                    tcg,
+                    pc.to_canonical(&pm).into_owned(),
+                    tc.to_canonical(&tm).into_owned(),
+                )
             }
         }
         (MaskInput::Seg(path, seg), MaskInput::Dense(tg, tm)) => {
