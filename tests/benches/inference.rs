@@ -5,8 +5,7 @@
 //!     LIVERSEG_TEST_DATA=../shared/data LIVERSEG_TEST_PYTHON=... \
 //!         cargo bench -p liverseg-tests --bench inference
 
-use liverseg_inference::{Model, preprocess::Window};
-use liverseg_tests::python::{models_dir, python, testkit};
+use liverseg_tests::python::{ircadb_model_inputs, models_dir, python, testkit};
 use liverseg_tests::service::binary;
 use liverseg_tests::test_data;
 use std::time::Instant;
@@ -20,14 +19,7 @@ fn main() {
     let Some(data) = test_data() else { return };
     let Some(py) = python() else { return };
     let series = data.join("dicom/ircadb_01/PATIENT_DICOM");
-    let volume = liverseg_dicom::volume::load_dir(&series, true).unwrap();
-    let model = Model::builtin().unwrap();
-    let window = Window::new(
-        &model.manifest.input,
-        &volume.hu,
-        volume.dims,
-        volume.spacing,
-    );
+    let (volume, model, window) = ircadb_model_inputs(&data);
     let inputs: Vec<Vec<f32>> = (0..volume.dims[0])
         .step_by(4)
         .map(|z| window.input(&volume.hu, z))

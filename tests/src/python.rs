@@ -46,3 +46,25 @@ pub fn testkit(python: &Path, args: &[&std::ffi::OsStr]) -> Output {
 pub fn models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
+
+/// The IRCADb series, the built-in model and its input window: the fixture
+/// of the parity test and the inference benchmark. IRCADb is stored in the
+/// canonical layout already, so the window applies to its voxels as they are.
+pub fn ircadb_model_inputs(
+    data: &Path,
+) -> (
+    liverseg_dicom::volume::Volume,
+    liverseg_inference::Model,
+    liverseg_inference::preprocess::Window,
+) {
+    let series = data.join("dicom/ircadb_01/PATIENT_DICOM");
+    let volume = liverseg_dicom::volume::load_dir(&series, true).expect("load the IRCADb series");
+    let model = liverseg_inference::Model::builtin().expect("built-in model");
+    let window = liverseg_inference::preprocess::Window::new(
+        &model.manifest.input,
+        &volume.hu,
+        volume.dims,
+        volume.spacing,
+    );
+    (volume, model, window)
+}

@@ -1,25 +1,14 @@
 //! tract (our runtime) against ONNX Runtime on the same model file and the
 //! same real input: a pre-processed IRCADb slice through the liver.
 
-use liverseg_inference::{Model, preprocess::Window};
-use liverseg_tests::python::{models_dir, python, testkit};
+use liverseg_tests::python::{ircadb_model_inputs, models_dir, python, testkit};
 use liverseg_tests::test_data;
 
 #[test]
 fn tract_matches_onnx_runtime() {
     let Some(data) = test_data() else { return };
     let Some(py) = python() else { return };
-    let volume =
-        liverseg_dicom::volume::load_dir(&data.join("dicom/ircadb_01/PATIENT_DICOM"), true)
-            .unwrap();
-    let model = Model::builtin().unwrap();
-    // IRCADb is stored in the canonical layout already (identity transform).
-    let window = Window::new(
-        &model.manifest.input,
-        &volume.hu,
-        volume.dims,
-        volume.spacing,
-    );
+    let (volume, model, window) = ircadb_model_inputs(&data);
     let dir = tempfile::tempdir().unwrap();
     for z in [20usize, 64, 100] {
         let input = window.input(&volume.hu, z);
