@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod geometry;
 pub mod time;
 
 pub use config::{Config, ConfigError};

@@ -29,17 +29,7 @@ pub struct SeriesSummary {
 /// same orientation" (about 0.06 degrees).
 const ORIENTATION_TOLERANCE: f64 = 1e-3;
 
-pub fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [
-        a[1] * b[2] - a[2] * b[1],
-        a[2] * b[0] - a[0] * b[2],
-        a[0] * b[1] - a[1] * b[0],
-    ]
-}
-
-pub fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-}
+pub use liverseg_core::geometry::{cross, dot};
 
 /// Unit normal of an orientation, or `None` when the cosines are degenerate.
 pub fn slice_normal(iop: &[f64; 6]) -> Option<[f64; 3]> {

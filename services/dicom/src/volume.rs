@@ -156,6 +156,9 @@ pub fn load_dir(dir: &Path, require_ct: bool) -> Result<Volume, VolumeError> {
             dir.display()
         )));
     }
+    // A header-only pass first (it stops before Pixel Data): a folder of two
+    // series is named as such before hundreds of MB are decoded, and before
+    // the other series' files fail one by one for another reason.
     let mut series: Vec<(String, PathBuf, usize)> = Vec::new();
     for p in &paths {
         let parsed = crate::instance::read_header(p).map_err(|e| VolumeError::Header {

@@ -2,6 +2,7 @@
 //! of its voxels into the canonical layout the model was trained on.
 
 use crate::Error;
+pub use liverseg_core::geometry::{cross, dot, normalised, sub};
 
 /// Where a `[slice][row][column]` array of voxels lies in patient space.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,23 +196,6 @@ impl Canonical {
         }
         out
     }
-}
-
-pub fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [
-        a[1] * b[2] - a[2] * b[1],
-        a[2] * b[0] - a[0] * b[2],
-        a[0] * b[1] - a[1] * b[0],
-    ]
-}
-
-pub fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-pub fn normalised(v: [f64; 3]) -> Option<[f64; 3]> {
-    let n = dot(v, v).sqrt();
-    (n > 1e-9).then(|| v.map(|x| x / n))
 }
 
 #[cfg(test)]

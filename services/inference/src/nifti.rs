@@ -23,14 +23,11 @@ pub fn read(path: &Path) -> Result<(Grid, Vec<f32>), Error> {
     if !(2..=7).contains(&ndim) {
         return Err(bad(format!("dim[0] = {ndim} is not a 3D image")));
     }
-    if h.dim[4..=ndim.max(3)].iter().any(|&d| d > 1) && ndim > 3 {
+    if ndim > 3 && h.dim[4..=ndim].iter().any(|&d| d > 1) {
         return Err(bad("only 3D images are supported, not 4D or more".into()));
     }
-    let dims3 = [
-        h.dim[1] as usize,
-        h.dim[2] as usize,
-        h.dim.get(3).map_or(1, |&d| d.max(1) as usize),
-    ];
+    let slices = if ndim >= 3 { h.dim[3].max(1) } else { 1 };
+    let dims3 = [h.dim[1] as usize, h.dim[2] as usize, slices as usize];
     let raw = obj.into_volume().into_raw_data();
     let mut data = decode(&raw, h.datatype, h.endianness == nifti::Endianness::Big)
         .ok_or_else(|| bad(format!("NIfTI datatype {} is not supported", h.datatype)))?;

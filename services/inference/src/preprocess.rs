@@ -54,9 +54,6 @@ fn sample(src: &[f32], cols: usize, ty: &[Taps], tx: &[Taps], fill: f32, out: &m
 pub struct Window {
     spec: InputSpec,
     dims: [usize; 3],
-    /// Body-box centre (row mm, column mm).
-    center: [f64; 2],
-    spacing: [f64; 3],
     neighbour: usize,
     in_rows: Vec<Taps>,
     in_cols: Vec<Taps>,
@@ -83,17 +80,7 @@ impl Window {
             neighbour: neighbour_offset(spacing[0], spec.neighbour_mm),
             spec: spec.clone(),
             dims,
-            center,
-            spacing,
         }
-    }
-
-    pub fn center_mm(&self) -> [f64; 2] {
-        self.center
-    }
-
-    pub fn neighbour_offset(&self) -> usize {
-        self.neighbour
     }
 
     /// Network input `[3, grid, grid]` for slice `z`: the slices `neighbour`
@@ -138,10 +125,6 @@ impl Window {
             background_logit,
             out,
         );
-    }
-
-    pub fn spacing(&self) -> [f64; 3] {
-        self.spacing
     }
 }
 

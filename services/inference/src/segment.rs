@@ -6,7 +6,6 @@ use crate::grid::Grid;
 use crate::model::Model;
 use crate::postprocess::postprocess;
 use crate::preprocess::Window;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -174,49 +173,50 @@ impl SlicePool<'_> {
         let background = self.model.manifest.output.background_logit;
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
-        let first_error: Mutex<Option<Error>> = Mutex::new(None);
-        let counts: Vec<AtomicUsize> = zs.iter().map(|_| AtomicUsize::new(0)).collect();
-        let planes: Vec<Mutex<&mut [u8]>> = mask.chunks_mut(self.plane).map(Mutex::new).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..self.threads.min(zs.len()) {
-                scope.spawn(|| {
-                    let mut logits_src = Vec::with_capacity(self.plane);
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= zs.len() || failed.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let z = zs[i];
-                        let logits = match self.model.run(self.window.input(self.hu, z)) {
-                            Ok(l) => l,
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                first_error
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .get_or_insert(e);
-                                break;
-                            }
-                        };
-                        self.window
-                            .logits_to_slice(&logits, background, &mut logits_src);
-                        let mut out = planes[z].lock().unwrap_or_else(|p| p.into_inner());
-                        let mut n = 0;
-                        for (m, l) in out.iter_mut().zip(&logits_src) {
-                            *m = u8::from(*l > threshold);
-                            n += *m as usize;
-                        }
-                        drop(out);
-                        counts[i].store(n, Ordering::Relaxed);
-                        progress(self.done.fetch_add(1, Ordering::Relaxed) + 1);
-                    }
-                });
+        // Each thread claims indices into `zs` and returns its thresholded planes.
+        let work = || -> Result<Vec<(usize, Vec<u8>)>, Error> {
+            let mut planes = Vec::new();
+            let mut logits_src = Vec::with_capacity(self.plane);
+            while !failed.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&z) = zs.get(i) else { break };
+                let logits = self
+                    .model
+                    .run(self.window.input(self.hu, z))
+                    .inspect_err(|_| {
+                        failed.store(true, Ordering::Relaxed);
+                    })?;
+                self.window
+                    .logits_to_slice(&logits, background, &mut logits_src);
+                planes.push((
+                    i,
+                    logits_src
+                        .iter()
+                        .map(|l| u8::from(*l > threshold))
+                        .collect(),
+                ));
+                progress(self.done.fetch_add(1, Ordering::Relaxed) + 1);
             }
+            Ok(planes)
+        };
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..self.threads.min(zs.len()))
+                .map(|_| scope.spawn(work))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
         });
-        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(counts.into_iter().map(AtomicUsize::into_inner).collect()),
+        let mut counts = vec![0; zs.len()];
+        for result in results {
+            for (i, plane) in result? {
+                let z = zs[i];
+                counts[i] = plane.iter().map(|v| *v as usize).sum();
+                mask[z * self.plane..(z + 1) * self.plane].copy_from_slice(&plane);
+            }
         }
+        Ok(counts)
     }
 }
 

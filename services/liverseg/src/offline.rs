@@ -2,7 +2,7 @@
 
 use anyhow::{Context, anyhow, bail};
 use liverseg_dicom::volume::Volume;
-use liverseg_inference::grid::{cross, dot};
+use liverseg_inference::grid::{cross, dot, sub};
 use liverseg_inference::{Grid, Model, metrics, nifti};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
@@ -201,13 +201,8 @@ fn seg_on_grid(
             && dot(col_cos, grid.axes[1]) > 0.999
             && (f.pixel_spacing[0] - grid.spacing[1]).abs() < 1e-3
             && (f.pixel_spacing[1] - grid.spacing[2]).abs() < 1e-3;
-        let d: Vec<f64> = (0..3).map(|m| f.position[m] - grid.origin[m]).collect();
-        let d = [d[0], d[1], d[2]];
-        let (zi, ri, ci) = (
-            dot(d, grid.axes[0]) / grid.spacing[0],
-            dot(d, grid.axes[1]) / grid.spacing[1],
-            dot(d, grid.axes[2]) / grid.spacing[2],
-        );
+        let d = sub(f.position, grid.origin);
+        let [zi, ri, ci] = [0, 1, 2].map(|k| dot(d, grid.axes[k]) / grid.spacing[k]);
         let z = zi.round();
         if !aligned
             || ri.abs() > 0.05
