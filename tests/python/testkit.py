@@ -5,9 +5,11 @@ an independent DICOM SEG made with highdicom.
     python testkit.py ort-run MODEL INPUT.f32 OUTPUT.f32
     python testkit.py ort-bench MODEL INPUT.f32 --threads 2 --iters 20
     python testkit.py j2k SRC_DIR DST_DIR
-    python testkit.py restore SRC_DIR DST_DIR --flip-rows --reverse --shuffle
+    python testkit.py restore SRC_DIR DST_DIR --flip-rows --reverse --shuffle --oblique DEG
     python testkit.py lits OUT_DIR --cache DIR
     python testkit.py seg CT_DIR MASK_DIR OUT.dcm
+    python testkit.py seg-pixels SEG.dcm UIDS.txt OUT.u8
+    python testkit.py sr-read SR.dcm
 """
 
 from __future__ import annotations
@@ -74,10 +76,34 @@ def j2k(a):
         ds.save_as(out / p.name, enforce_file_format=True)
 
 
+def rotation(axis, degrees):
+    """Rodrigues' rotation matrix of `degrees` about `axis`."""
+    k = np.asarray(axis, dtype=float)
+    k = k / np.linalg.norm(k)
+    t = np.radians(degrees)
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) * np.cos(t) + np.sin(t) * kx + (1 - np.cos(t)) * np.outer(k, k)
+
+
+def volume_centre(datasets):
+    """Mean of the slices' plane centres (patient coordinates)."""
+    centres = []
+    for ds in datasets:
+        iop = np.array([float(v) for v in ds.ImageOrientationPatient])
+        ipp = np.array([float(v) for v in ds.ImagePositionPatient])
+        dr, dc = (float(v) for v in ds.PixelSpacing)
+        centres.append(ipp + iop[:3] * dc * (int(ds.Columns) - 1) / 2 + iop[3:] * dr * (int(ds.Rows) - 1) / 2)
+    return np.mean(centres, axis=0)
+
+
 def restore(a):
     """Writes the same images stored differently: rows flipped (with the column
     cosine and positions adjusted so every pixel keeps its place in the patient),
-    slice numbering reversed (head to feet), files under shuffled names."""
+    slice numbering reversed (head to feet), files under shuffled names, or the
+    whole series rotated (--oblique: cosines and positions turned about the
+    volume's centre, about the axis (1,1,0); pixel data unchanged, so every
+    pixel keeps its place relative to the others). Prints the centre used as
+    JSON, so that a mask folder can be turned identically (--centre)."""
     import pydicom
     out = pathlib.Path(a.dst)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,6 +113,10 @@ def restore(a):
         random.Random(5).shuffle(names)
     datasets = [pydicom.dcmread(p) for p in paths]
     order = sorted(range(len(datasets)), key=lambda i: float(datasets[i].ImagePositionPatient[2]))
+    centre = None
+    if a.oblique is not None:
+        centre = np.array(a.centre) if a.centre else volume_centre(datasets)
+        rot = rotation([1.0, 1.0, 0.0], a.oblique)
     for rank, i in enumerate(order):
         ds = datasets[i]
         if a.flip_rows:
@@ -99,7 +129,14 @@ def restore(a):
             ds.PixelData = np.ascontiguousarray(ds.pixel_array[::-1]).tobytes()
         if a.reverse:
             ds.InstanceNumber = len(order) - rank
+        if centre is not None:
+            iop = np.array([float(v) for v in ds.ImageOrientationPatient])
+            ipp = np.array([float(v) for v in ds.ImagePositionPatient])
+            ds.ImageOrientationPatient = [f"{v:.10f}" for v in np.concatenate([rot @ iop[:3], rot @ iop[3:]])]
+            ds.ImagePositionPatient = [f"{v:.6f}" for v in centre + rot @ (ipp - centre)]
         ds.save_as(out / names[i], enforce_file_format=True)
+    if centre is not None:
+        print(json.dumps({"centre": [float(v) for v in centre]}))
 
 
 def lits(a):
@@ -156,6 +193,63 @@ def seg(a):
     s.save_as(a.out)
 
 
+def seg_pixels(a):
+    """Reads a SEG with highdicom and writes segment 1 over the source instances
+    listed in UIDS.txt (one per line, in that order) as raw uint8
+    [instance][row][column]; prints what it read as JSON."""
+    import highdicom as hd
+    seg = hd.seg.segread(a.seg)
+    uids = [u for u in pathlib.Path(a.uids).read_text().split() if u]
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=uids, segment_numbers=[1], assert_missing_frames_are_empty=a.allow_missing)
+    np.ascontiguousarray(pixels[..., 0], dtype=np.uint8).tofile(a.out)
+    desc = seg.get_segment_description(1)
+    print(json.dumps({
+        "shape": list(pixels.shape),
+        "frames": int(seg.NumberOfFrames),
+        "segments": [int(n) for n in seg.segment_numbers],
+        "label": desc.segment_label,
+        "algorithm_type": desc.algorithm_type.value,
+        "algorithm_name": desc.algorithm_identification[0].AlgorithmName,
+        "property_type": desc.segmented_property_type.value,
+        "frame_of_reference": seg.FrameOfReferenceUID,
+        "source_instances": len(seg.get_source_image_uids()),
+    }))
+
+
+def sr_read(a):
+    """Reads a TID 1500 report with highdicom; prints its volumetric ROI group as JSON."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+    ds = pydicom.dcmread(a.sr)
+    sr = hd.sr.ComprehensiveSR.from_dataset(ds)
+    template = ds.ContentTemplateSequence[0].TemplateIdentifier
+    groups = sr.content.get_volumetric_roi_measurement_groups()
+    out = {"template": template, "groups": len(groups), "completion": ds.CompletionFlag,
+           "verification": ds.VerificationFlag}
+    if groups:
+        g = groups[0]
+        volume = g.get_measurements(name=codes.SCT.Volume)
+        seg_ref = g.referenced_segment
+        out.update({
+            "tracking_identifier": g.tracking_identifier,
+            "tracking_uid": g.tracking_uid,
+            "finding": g.finding_type.value,
+            "volume": [m.value for m in volume],
+            "unit": [m.unit.value for m in volume],
+            "segment_sop_instance_uid": seg_ref.referenced_sop_instance_uid,
+            "segment_number": int(seg_ref.referenced_segment_numbers[0]),
+            "source_series": seg_ref.source_series_for_segmentation.value,
+            "finding_category": g.finding_category.value if g.finding_category else None,
+        })
+    evidence = [
+        {"series": s.SeriesInstanceUID, "instances": len(s.ReferencedSOPSequence)}
+        for study in ds.CurrentRequestedProcedureEvidenceSequence for s in study.ReferencedSeriesSequence]
+    out["evidence"] = evidence
+    print(json.dumps(out))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -171,14 +265,22 @@ def main():
     p.add_argument("src"); p.add_argument("dst")
     p.add_argument("--flip-rows", action="store_true"); p.add_argument("--reverse", action="store_true")
     p.add_argument("--shuffle", action="store_true")
+    p.add_argument("--oblique", type=float, metavar="DEGREES")
+    p.add_argument("--centre", type=lambda v: [float(x) for x in v.split(",")], metavar="X,Y,Z")
     p = sub.add_parser("lits")
     p.add_argument("out"); p.add_argument("--cache", required=True)
     p.add_argument("--spacing", type=float, default=1.3)
     p = sub.add_parser("seg")
     p.add_argument("ct"); p.add_argument("mask"); p.add_argument("out")
+    p = sub.add_parser("seg-pixels")
+    p.add_argument("seg"); p.add_argument("uids"); p.add_argument("out")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="instances without a frame read as empty instead of failing")
+    p = sub.add_parser("sr-read")
+    p.add_argument("sr")
     a = ap.parse_args()
     {"ort-run": ort_run, "ort-bench": ort_bench, "j2k": j2k, "restore": restore, "lits": lits,
-     "seg": seg}[a.cmd](a)
+     "seg": seg, "seg-pixels": seg_pixels, "sr-read": sr_read}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 //! directories), stops them by PID when dropped. Nothing here is a mock.
 
 pub mod dcmtk;
+pub mod orthanc;
 pub mod postgres;
 pub mod python;
 pub mod redis;

@@ -57,11 +57,17 @@ impl Service {
     /// Starts all roles with a fresh data directory inside `dir`; `env` adds
     /// `LIVERSEG__*` overrides.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Service {
+        Service::start_on(dir, free_port(), env)
+    }
+
+    /// As [`Service::start`], with the DICOM listener on `dicom_port` (so a
+    /// PACS can be configured to route to it before it starts).
+    pub fn start_on(dir: &Path, dicom_port: u16, env: &[(&str, &str)]) -> Service {
         let data_dir = dir.join("data");
         let mut s = Service {
             child: None,
             data_dir,
-            dicom_port: free_port(),
+            dicom_port,
             admin_port: free_port(),
             gateway_port: free_port(),
             env: env
@@ -174,6 +180,30 @@ impl Service {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).expect("jobs list prints JSON")
+    }
+
+    /// The jobs of one series.
+    pub fn jobs_for(&self, series: &str) -> Vec<serde_json::Value> {
+        self.jobs()
+            .into_iter()
+            .filter(|j| j["series_uid"] == series)
+            .collect()
+    }
+
+    /// Waits until the series' only job is in `state`; returns it.
+    pub fn wait_for_job_state(&self, series: &str, state: &str, secs: u64) -> serde_json::Value {
+        let mut last = Vec::new();
+        let ok = wait_until(Duration::from_secs(secs), || {
+            last = self.jobs_for(series);
+            last.iter().any(|j| j["state"] == state)
+        });
+        assert!(
+            ok,
+            "no {state} job for {series}: {last:?}\nlog:\n{}",
+            self.log_text()
+        );
+        assert_eq!(last.len(), 1, "expected exactly one job: {last:?}");
+        last.remove(0)
     }
 
     pub fn addr(&self) -> String {

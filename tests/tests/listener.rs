@@ -42,28 +42,6 @@ fn assert_byte_exact(svc: &Service, sources: &[PathBuf]) {
     }
 }
 
-fn jobs_for(svc: &Service, series: &str) -> Vec<serde_json::Value> {
-    svc.jobs()
-        .into_iter()
-        .filter(|j| j["series_uid"] == series)
-        .collect()
-}
-
-fn wait_for_job_state(svc: &Service, series: &str, state: &str, secs: u64) -> serde_json::Value {
-    let mut last = Vec::new();
-    let ok = wait_until(Duration::from_secs(secs), || {
-        last = jobs_for(svc, series);
-        last.iter().any(|j| j["state"] == state)
-    });
-    assert!(
-        ok,
-        "no {state} job for {series}: {last:?}\nlog:\n{}",
-        svc.log_text()
-    );
-    assert_eq!(last.len(), 1, "expected exactly one job: {last:?}");
-    last.remove(0)
-}
-
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     liverseg_dicom::scu::collect_files(dir).unwrap()
 }
@@ -93,18 +71,18 @@ fn real_ircadb_series_arrives_byte_exact_and_becomes_one_job() {
     assert_byte_exact(&svc, &sources);
 
     let series_uid = read_header(&sources[0]).unwrap().identity.series_uid;
-    // The worker decodes the whole volume: proof that it is complete and sane.
-    let job = wait_for_job_state(&svc, &series_uid, "done", 120);
+    // The worker decodes and segments the whole volume.
+    let job = svc.wait_for_job_state(&series_uid, "done", 120);
     assert_eq!(job["instance_count"], 129);
     let summary: serde_json::Value = serde_json::from_str(job["detail"].as_str().unwrap()).unwrap();
     assert_eq!(summary["slices"], 129);
-    assert_eq!(summary["rows"], 512);
+    assert_eq!(summary["liver_found"], true, "{summary}");
 
     // Sending the same series again changes nothing: still one job.
     let again = storescu(svc.dicom_port, "LIVERSEG", "STORESCU", &[&series_dir], &[]).unwrap();
     assert!(again.status.success());
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(jobs_for(&svc, &series_uid).len(), 1);
+    assert_eq!(svc.jobs_for(&series_uid).len(), 1);
 
     // The logs carry no patient identity from the data set.
     let h = dicom_object::open_file(&sources[0]).unwrap();
@@ -157,8 +135,8 @@ fn generated_series_in_two_transfer_syntaxes_become_one_job_each() {
     );
     assert_byte_exact(&svc, &a.files);
     assert_byte_exact(&svc, &b.files);
-    let ja = wait_for_job_state(&svc, &a.series_uid, "done", 60);
-    let jb = wait_for_job_state(&svc, &b.series_uid, "done", 60);
+    let ja = svc.wait_for_job_state(&a.series_uid, "done", 60);
+    let jb = svc.wait_for_job_state(&b.series_uid, "done", 60);
     assert_eq!(ja["instance_count"], 24);
     assert_eq!(jb["instance_count"], 30);
     assert!(!svc.log_text().contains("Synthetic") && !svc.log_text().contains("SYN-0001"));
@@ -229,7 +207,7 @@ fn series_that_fail_sanity_checks_are_skipped_with_a_reason() {
             body.contains("\"skipped\"")
         });
         assert!(ok && body.contains(reason), "{series}: {body}");
-        assert!(jobs_for(&svc, series).is_empty());
+        assert!(svc.jobs_for(series).is_empty());
     }
 }
 
@@ -355,7 +333,7 @@ fn kill_dash_nine_mid_transfer_loses_nothing_acknowledged() {
     let sources = files_in(&series_dir);
     assert_byte_exact(&svc, &sources);
     let series_uid = read_header(&sources[0]).unwrap().identity.series_uid;
-    let job = wait_for_job_state(&svc, &series_uid, "done", 120);
+    let job = svc.wait_for_job_state(&series_uid, "done", 120);
     assert_eq!(job["instance_count"], 129);
     assert_eq!(
         liverseg_dicom::scu::collect_files(&svc.data_dir.join("instances"))

@@ -26,6 +26,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub gateway: GatewayConfig,
     pub admin: AdminConfig,
+    pub delivery: DeliveryConfig,
+    pub results: ResultsConfig,
     pub log: LogConfig,
 }
 
@@ -95,6 +97,95 @@ pub struct GatewayConfig {
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub bind: SocketAddr,
+}
+
+/// Where results go and how hard to try.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// C-STORE destinations.
+    pub destinations: Vec<DicomNode>,
+    /// STOW-RS roots (`http://host:port/dicom-web`).
+    pub stow_urls: Vec<String>,
+    /// Failed delivery rounds before the job is dead.
+    pub max_attempts: u32,
+    /// First retry delay; doubled after each failure up to the maximum.
+    pub backoff_initial_seconds: u64,
+    pub backoff_max_seconds: u64,
+    /// Per-association (and per-request) timeout.
+    pub timeout_seconds: u64,
+}
+
+impl DeliveryConfig {
+    /// The delay before delivery attempt `failures + 1`: exponential, capped.
+    pub fn backoff(&self, failures: u32) -> std::time::Duration {
+        let exp = failures.saturating_sub(1).min(30);
+        let secs = self
+            .backoff_initial_seconds
+            .saturating_mul(1u64 << exp)
+            .min(self.backoff_max_seconds);
+        std::time::Duration::from_secs(secs)
+    }
+}
+
+/// What the worker makes besides the SEG.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsConfig {
+    /// Triangle budget of the liver mesh (STL, glTF, Encapsulated STL).
+    pub mesh_max_triangles: u32,
+}
+
+/// A DICOM application entity on the network, written `AE@HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DicomNode {
+    pub ae_title: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::str::FromStr for DicomNode {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let usage = || invalid("AE@HOST:PORT", format!("{s:?}"), "expected AE@HOST:PORT");
+        let (ae, addr) = s.trim().split_once('@').ok_or_else(usage)?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(usage)?;
+        let port: u16 = port.parse().map_err(|_| usage())?;
+        check_ae_title("AE title", ae)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || port == 0 {
+            return Err(usage());
+        }
+        Ok(DicomNode {
+            ae_title: ae.to_string(),
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl TryFrom<String> for DicomNode {
+    type Error = ConfigError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<DicomNode> for String {
+    fn from(n: DicomNode) -> String {
+        n.to_string()
+    }
+}
+
+impl std::fmt::Display for DicomNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "{}@[{}]:{}", self.ae_title, self.host, self.port)
+        } else {
+            write!(f, "{}@{}:{}", self.ae_title, self.host, self.port)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,6 +358,30 @@ impl Config {
                 "must not be empty",
             ));
         }
+        let d = &self.delivery;
+        in_range("delivery.max_attempts", d.max_attempts.into(), 1, 1000)?;
+        in_range(
+            "delivery.backoff_initial_seconds",
+            d.backoff_initial_seconds,
+            1,
+            86_400,
+        )?;
+        in_range(
+            "delivery.backoff_max_seconds",
+            d.backoff_max_seconds,
+            d.backoff_initial_seconds,
+            7 * 86_400,
+        )?;
+        in_range("delivery.timeout_seconds", d.timeout_seconds, 1, 3600)?;
+        for url in &d.stow_urls {
+            check_url("delivery.stow_urls", url, &["http", "https"])?;
+        }
+        in_range(
+            "results.mesh_max_triangles",
+            self.results.mesh_max_triangles.into(),
+            100,
+            10_000_000,
+        )?;
         if self.log.level.trim().is_empty() {
             return Err(invalid("log.level", "\"\"", "must not be empty"));
         }
@@ -425,6 +540,63 @@ fn check_url(key: &str, raw: &str, schemes: &[&str]) -> Result<(), ConfigError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_dicom_nodes() {
+        let t: DicomNode = "ORTHANC@127.0.0.1:4242".parse().unwrap();
+        assert_eq!(
+            (t.ae_title.as_str(), t.host.as_str(), t.port),
+            ("ORTHANC", "127.0.0.1", 4242)
+        );
+        let t: DicomNode = "PACS@[::1]:104".parse().unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.to_string().as_str()),
+            ("::1", "PACS@[::1]:104")
+        );
+        for bad in [
+            "ORTHANC",
+            "@h:1",
+            "A@h",
+            "A@h:x",
+            "A@:1",
+            "A@h:0",
+            "WAY_TOO_LONG_AE_TITLE@h:1",
+        ] {
+            assert!(bad.parse::<DicomNode>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn delivery_destinations_come_from_the_environment() {
+        let env = |v: &str| {
+            vec![(
+                "LIVERSEG__DELIVERY__DESTINATIONS".to_string(),
+                v.to_string(),
+            )]
+        };
+        let c = Config::load(None, env("PACS@10.0.0.5:104, ORTHANC@127.0.0.1:4242")).unwrap();
+        let shown: Vec<String> = c
+            .delivery
+            .destinations
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(shown, ["PACS@10.0.0.5:104", "ORTHANC@127.0.0.1:4242"]);
+        let err = Config::load(None, env("PACS@host"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("delivery.destinations") && err.contains("AE@HOST:PORT"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn delivery_backoff_doubles_up_to_the_cap() {
+        let d = Config::defaults().delivery;
+        let waits: Vec<u64> = (1..=8).map(|n| d.backoff(n).as_secs()).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 600, 600]);
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

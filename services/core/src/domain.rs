@@ -209,7 +209,47 @@ pub struct Job {
     pub instance_count: i64,
     /// Last error, or a short result summary (JSON) when done.
     pub detail: Option<String>,
+    /// The segmented liver volume, once results exist.
+    pub liver_volume_ml: Option<f64>,
     pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What a job produced: one row per file kept in the blob store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultObject {
+    pub job_id: JobId,
+    /// `seg`, `stl-document`, `sr`, `stl`, `glb`.
+    pub kind: String,
+    /// The DICOM identity, for the objects that are DICOM.
+    pub sop_class_uid: Option<String>,
+    pub sop_instance_uid: Option<String>,
+    pub series_uid: Option<String>,
+    pub blob_key: String,
+    pub sha256: String,
+    pub size_bytes: i64,
+    /// SHA-256 of the model that made it: results of another model are stale.
+    pub model_sha256: String,
+    pub created_at: i64,
+}
+
+impl ResultObject {
+    /// DICOM objects go to the PACS; the rest are served by the gateway.
+    pub fn is_dicom(&self) -> bool {
+        self.sop_instance_uid.is_some()
+    }
+}
+
+/// The state of a job's results at one destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub job_id: JobId,
+    /// `AE@HOST:PORT` or a STOW-RS URL.
+    pub destination: String,
+    pub delivered: bool,
+    /// Failed attempts since the last success or replay.
+    pub failures: i64,
+    pub last_error: Option<String>,
     pub updated_at: i64,
 }
 

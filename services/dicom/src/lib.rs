@@ -8,7 +8,11 @@
 //! * [`series`]: geometry of a series and the sanity checks a CT series must
 //!   pass before it becomes a job.
 //! * [`sop`] and [`uid`]: SOP classes, transfer syntaxes, UID hygiene.
+//! * [`seg`]: reading Segmentation objects (truth masks, corrections).
+//! * [`derived`]: writing the SEG, Encapsulated STL and volume SR that go
+//!   back to the PACS.
 
+pub mod derived;
 pub mod dimse;
 pub mod instance;
 pub mod scu;

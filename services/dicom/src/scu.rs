@@ -6,40 +6,11 @@ use dicom_ul::Pdu;
 use dicom_ul::association::client::ClientAssociationOptions;
 use dicom_ul::pdu::{PDataValueType, PresentationContextResultReason};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// A remote application entity, written `AE@HOST:PORT`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub ae_title: String,
-    pub host: String,
-    pub port: u16,
-}
-
-impl FromStr for Target {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let usage = || format!("{s:?} is not AE@HOST:PORT");
-        let (ae, addr) = s.split_once('@').ok_or_else(usage)?;
-        let (host, port) = addr.rsplit_once(':').ok_or_else(usage)?;
-        let port = port.parse().map_err(|_| usage())?;
-        liverseg_core::config::check_ae_title("AE title", ae).map_err(|e| e.to_string())?;
-        if host.is_empty() {
-            return Err(usage());
-        }
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        Ok(Target {
-            ae_title: ae.to_string(),
-            host,
-            port,
-        })
-    }
-}
+pub use liverseg_core::config::DicomNode as Target;
 
 #[derive(Debug, Clone)]
 pub struct SendOptions {
@@ -154,13 +125,9 @@ pub fn collect_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn target_name(t: &Target) -> String {
-    format!("{}@{}:{}", t.ae_title, t.host, t.port)
-}
-
 /// C-ECHO to `target`.
 pub async fn echo(target: &Target, opts: &SendOptions) -> Result<(), ScuError> {
-    let name = target_name(target);
+    let name = target.to_string();
     let mut assoc = ClientAssociationOptions::new()
         .calling_ae_title(opts.calling_ae_title.clone())
         .called_ae_title(target.ae_title.clone())
@@ -194,7 +161,7 @@ pub async fn send_files(
     target: &Target,
     opts: &SendOptions,
 ) -> Result<SendReport, ScuError> {
-    let name = target_name(target);
+    let name = target.to_string();
     let mut report = SendReport::default();
     // Reading files is blocking work: keep it off the runtime threads.
     let paths = files.to_vec();
@@ -368,32 +335,6 @@ where
                     pdu: format!("{other:?}").chars().take(200).collect(),
                 });
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_targets() {
-        let t: Target = "ORTHANC@127.0.0.1:4242".parse().unwrap();
-        assert_eq!(
-            (t.ae_title.as_str(), t.host.as_str(), t.port),
-            ("ORTHANC", "127.0.0.1", 4242)
-        );
-        let t: Target = "PACS@[::1]:104".parse().unwrap();
-        assert_eq!(t.host, "::1");
-        for bad in [
-            "ORTHANC",
-            "@h:1",
-            "A@h",
-            "A@h:x",
-            "A@:1",
-            "WAY_TOO_LONG_AE_TITLE@h:1",
-        ] {
-            assert!(bad.parse::<Target>().is_err(), "{bad} accepted");
         }
     }
 }

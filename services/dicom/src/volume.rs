@@ -53,12 +53,20 @@ pub struct Volume {
     pub orientation: [f64; 6],
     /// SOP Instance UIDs in slice order.
     pub sop_instance_uids: Vec<String>,
+    /// SOP Class UIDs in slice order (derived objects reference each slice
+    /// by class and instance).
+    pub sop_class_uids: Vec<String>,
+    /// Each slice's own ImagePositionPatient, in slice order: derived
+    /// objects place their frames exactly where the source slices are, not
+    /// where `origin` plus a median spacing would put them.
+    pub positions: Vec<[f64; 3]>,
     pub hu: Vec<f32>,
 }
 
 struct Slice {
     path: PathBuf,
     uid: String,
+    class_uid: String,
     position: [f64; 3],
     orientation: [f64; 6],
     spacing: [f64; 2],
@@ -121,6 +129,7 @@ fn read_slice(path: &Path, require_ct: bool) -> Result<Slice, VolumeError> {
     Ok(Slice {
         path: path.into(),
         uid: parsed.identity.sop_instance_uid,
+        class_uid: parsed.identity.sop_class_uid,
         position: m
             .image_position
             .ok_or_else(|| geometry("ImagePositionPatient is missing"))?,
@@ -258,10 +267,14 @@ fn load_images(paths: &[PathBuf], require_ct: bool) -> Result<Volume, VolumeErro
     let dims = [slices.len(), rows, columns];
     let mut hu = Vec::with_capacity(dims.iter().product());
     let mut uids = Vec::with_capacity(slices.len());
+    let mut class_uids = Vec::with_capacity(slices.len());
+    let mut positions = Vec::with_capacity(slices.len());
     let origin = slices[0].position;
     for s in slices {
         hu.extend_from_slice(&s.hu);
         uids.push(s.uid);
+        class_uids.push(s.class_uid);
+        positions.push(s.position);
     }
     Ok(Volume {
         dims,
@@ -269,6 +282,8 @@ fn load_images(paths: &[PathBuf], require_ct: bool) -> Result<Volume, VolumeErro
         origin,
         orientation: iop,
         sop_instance_uids: uids,
+        sop_class_uids: class_uids,
+        positions,
         hu,
     })
 }

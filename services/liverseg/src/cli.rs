@@ -96,6 +96,11 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One job with its results and deliveries, as JSON.
+    Show { id: liverseg_core::JobId },
+    /// Run a dead (or failed) job again: its results are kept when they
+    /// exist, and only destinations that lack them are sent to.
+    Replay { id: liverseg_core::JobId },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -27,13 +27,47 @@ pub async fn run(command: Command, config: Arc<Config>) -> anyhow::Result<ExitCo
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Jobs {
-            command: JobsCommand::List { state, limit, json },
+        Command::Jobs { command } => jobs(&config, command).await,
+        Command::Segment {
+            input,
+            out,
+            model,
+            threads,
+            every_slice,
         } => {
-            let store =
-                liverseg_store::open(&config.storage.metadata_url, &config.storage.data_dir)
-                    .await
-                    .context("opening the metadata store")?;
+            let args = crate::offline::SegmentArgs {
+                input,
+                out,
+                model,
+                threads,
+                every_slice,
+                max_triangles: config.results.mesh_max_triangles as usize,
+            };
+            tokio::task::spawn_blocking(move || crate::offline::segment(args)).await??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { pred, truth, json } => {
+            tokio::task::spawn_blocking(move || crate::offline::eval(&pred, &truth, json))
+                .await??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config => {
+            print!("{}", config.to_redacted_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            println!("liverseg {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn jobs(config: &Config, command: JobsCommand) -> anyhow::Result<ExitCode> {
+    let store = liverseg_store::open(&config.storage.metadata_url, &config.storage.data_dir)
+        .await
+        .context("opening the metadata store")?;
+    match command {
+        JobsCommand::List { state, limit, json } => {
             let jobs = store.list_jobs(state, limit.max(1)).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
@@ -56,34 +90,48 @@ pub async fn run(command: Command, config: Arc<Config>) -> anyhow::Result<ExitCo
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Segment {
-            input,
-            out,
-            model,
-            threads,
-            every_slice,
-        } => {
-            let args = crate::offline::SegmentArgs {
-                input,
-                out,
-                model,
-                threads,
-                every_slice,
+        JobsCommand::Show { id } => {
+            let job = store
+                .get_job(id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no job {id}"))?;
+            let shown = serde_json::json!({
+                "job": job,
+                "results": store.results(id).await?,
+                "deliveries": store.deliveries(id).await?,
+            });
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Replay { id } => {
+            let Some(job) = store.replay_job(id).await? else {
+                let state = store.get_job(id).await?.map(|j| j.state);
+                anyhow::bail!(match state {
+                    None => format!("no job {id}"),
+                    Some(s) => format!("job {id} is {s}; only dead or failed jobs are replayed"),
+                });
             };
-            tokio::task::spawn_blocking(move || crate::offline::segment(args)).await??;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Eval { pred, truth, json } => {
-            tokio::task::spawn_blocking(move || crate::offline::eval(&pred, &truth, json))
-                .await??;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Config => {
-            print!("{}", config.to_redacted_toml());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Version => {
-            println!("liverseg {}", env!("CARGO_PKG_VERSION"));
+            let queue = liverseg_queue::open(
+                &config.queue.url,
+                &config.storage.data_dir,
+                crate::serve::queue_options(config),
+            )
+            .await
+            .context("opening the queue")?;
+            let message = liverseg_core::JobMessage {
+                job_id: job.id,
+                series_uid: job.series_uid.clone(),
+            };
+            queue.enqueue(&message).await?;
+            store
+                .record_event(&liverseg_core::AuditEvent {
+                    at: liverseg_core::time::now_millis(),
+                    kind: "job.replay".into(),
+                    subject: id.to_string(),
+                    detail: "replayed from the command line".into(),
+                })
+                .await?;
+            println!("job {id} queued again");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -2,24 +2,13 @@
 
 use anyhow::{Context, anyhow, bail};
 use liverseg_dicom::volume::Volume;
-use liverseg_inference::grid::{cross, dot, sub};
+use liverseg_inference::grid::{dot, sub};
 use liverseg_inference::{Grid, Model, metrics, nifti};
+use liverseg_worker::results::{self, volume_grid};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// A DICOM volume's voxels placed in patient space.
-fn volume_grid(v: &Volume) -> Grid {
-    let o = v.orientation;
-    let (row_cos, col_cos) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
-    Grid {
-        dims: v.dims,
-        spacing: v.spacing,
-        origin: v.origin,
-        axes: [cross(row_cos, col_cos), col_cos, row_cos],
-    }
-}
 
 fn is_nifti(p: &Path) -> bool {
     let name = p
@@ -29,13 +18,34 @@ fn is_nifti(p: &Path) -> bool {
     name.ends_with(".nii") || name.ends_with(".nii.gz")
 }
 
+/// A DICOM series: its geometry and identity (voxels moved out) and one of
+/// its files, for the attributes the results copy.
+struct DicomSource {
+    volume: Volume,
+    header_file: PathBuf,
+}
+
 /// A CT volume from a folder of DICOM files (one series) or a NIfTI file.
-fn load_ct(input: &Path) -> anyhow::Result<(Grid, Vec<f32>)> {
+fn load_ct(input: &Path) -> anyhow::Result<(Grid, Vec<f32>, Option<DicomSource>)> {
     if input.is_dir() {
-        let v = liverseg_dicom::volume::load_dir(input, true)?;
-        Ok((volume_grid(&v), v.hu))
+        let mut volume = liverseg_dicom::volume::load_dir(input, true)?;
+        let hu = std::mem::take(&mut volume.hu);
+        let header_file = liverseg_dicom::scu::collect_files(input)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("{}: no files", input.display()))?;
+        let grid = volume_grid(&volume);
+        Ok((
+            grid,
+            hu,
+            Some(DicomSource {
+                volume,
+                header_file,
+            }),
+        ))
     } else if input.is_file() && is_nifti(input) {
-        Ok(nifti::read(input)?)
+        let (grid, hu) = nifti::read(input)?;
+        Ok((grid, hu, None))
     } else if input.exists() {
         bail!(
             "{}: not a folder of DICOM files or a NIfTI file (.nii, .nii.gz)",
@@ -52,6 +62,8 @@ pub struct SegmentArgs {
     pub model: Option<PathBuf>,
     pub threads: Option<usize>,
     pub every_slice: bool,
+    /// The mesh's triangle budget (`results.mesh_max_triangles`).
+    pub max_triangles: usize,
 }
 
 pub fn segment(args: SegmentArgs) -> anyhow::Result<()> {
@@ -60,7 +72,7 @@ pub fn segment(args: SegmentArgs) -> anyhow::Result<()> {
         Some(p) => Model::from_file(p)?,
         None => Model::builtin()?,
     };
-    let (grid, hu) = load_ct(&args.input)?;
+    let (grid, hu, dicom) = load_ct(&args.input)?;
     let load_seconds = start.elapsed().as_secs_f64();
     let options = liverseg_inference::segment::Options {
         threads: args
@@ -82,6 +94,9 @@ pub fn segment(args: SegmentArgs) -> anyhow::Result<()> {
     }
     let m = &model.manifest;
     let description = format!("liverseg {} {}", m.name, m.version);
+    let results_start = Instant::now();
+    let artifacts = result_files(&grid, &seg, dicom.as_ref(), m, args.max_triangles)?;
+    let results_seconds = results_start.elapsed().as_secs_f64();
     let summary = json!({
         "liver_volume_ml": seg.liver_volume_ml,
         "slices": seg.slices,
@@ -91,7 +106,8 @@ pub fn segment(args: SegmentArgs) -> anyhow::Result<()> {
         "label": m.label.name,
         "grid": {"dims": grid.dims, "spacing_mm": grid.spacing},
         "timings": {"load_seconds": load_seconds, "network_seconds": seg.network_seconds,
-                    "segment_seconds": seg.total_seconds},
+                    "segment_seconds": seg.total_seconds, "results_seconds": results_seconds},
+        "files": artifacts.iter().map(|a| a.file_name).collect::<Vec<_>>(),
         "threads": threads,
     });
     write_outputs(&args.out, |staging| {
@@ -100,8 +116,14 @@ pub fn segment(args: SegmentArgs) -> anyhow::Result<()> {
         f.write_all(serde_json::to_string_pretty(&summary)?.as_bytes())?;
         f.write_all(b"\n")?;
         f.sync_all()?;
+        for a in &artifacts {
+            std::fs::write(staging.join(a.file_name), &a.bytes)?;
+        }
         Ok(())
     })?;
+    if dicom.is_none() {
+        eprintln!("note: SEG and SR need a DICOM series as input; wrote the mesh only");
+    }
     println!(
         "{}: liver {:.1} ml over {} slices in {:.2} s -> {}",
         args.input.display(),
@@ -111,6 +133,54 @@ pub fn segment(args: SegmentArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// The result files: from a DICOM series the SEG, the Encapsulated STL and
+/// the volume SR (exactly what the worker sends) plus the mesh files; from
+/// a NIfTI file the mesh files only.
+fn result_files(
+    grid: &Grid,
+    seg: &liverseg_inference::Segmentation,
+    dicom: Option<&DicomSource>,
+    manifest: &liverseg_inference::Manifest,
+    max_triangles: usize,
+) -> anyhow::Result<Vec<results::Artifact>> {
+    if seg.liver_voxels == 0 {
+        eprintln!("note: no liver found; no SEG, SR or mesh written");
+        return Ok(Vec::new());
+    }
+    let Some(d) = dicom else {
+        let (mesh, _) = results::liver_mesh(grid, &seg.mask, max_triangles)?;
+        let file = |kind, file_name, bytes| results::Artifact {
+            kind,
+            file_name,
+            dicom: None,
+            bytes,
+        };
+        return Ok(vec![
+            file("stl", "liver.stl", mesh.to_stl()),
+            file("glb", "liver.glb", mesh.to_glb()),
+        ]);
+    };
+    // Deterministic: the same series and model give the same UIDs.
+    let mut uids = d.volume.sop_instance_uids.clone();
+    uids.sort();
+    let seed = format!("offline/{}/{}", uids.join(","), manifest.sha256);
+    let ctx = liverseg_dicom::derived::Context {
+        uid_seed: seed,
+        created_unix_seconds: liverseg_core::time::now_millis() / 1000,
+        software_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let set = results::build(
+        &d.volume,
+        &d.header_file,
+        &seg.mask,
+        seg.liver_volume_ml,
+        manifest,
+        &ctx,
+        max_triangles,
+    )?;
+    Ok(set.artifacts)
 }
 
 /// Writes the outputs into a staging folder inside `out`, then renames each

@@ -31,12 +31,7 @@ pub async fn serve(config: Arc<Config>, mut roles: Vec<Role>) -> anyhow::Result<
                 redact_url(&config.storage.metadata_url)
             )
         })?;
-    let queue_opts = liverseg_queue::QueueOptions {
-        visibility_timeout: Duration::from_secs(config.queue.visibility_timeout_seconds),
-        stream: config.queue.stream.clone(),
-        group: config.queue.group.clone(),
-    };
-    let queue = liverseg_queue::open(&config.queue.url, data_dir, queue_opts)
+    let queue = liverseg_queue::open(&config.queue.url, data_dir, queue_options(&config))
         .await
         .with_context(|| format!("opening queue {:?}", redact_url(&config.queue.url)))?;
     let blobs = FsBlobStore::open(data_dir).context("opening the blob store")?;
@@ -88,6 +83,15 @@ pub async fn serve(config: Arc<Config>, mut roles: Vec<Role>) -> anyhow::Result<
         });
     }
     if roles.contains(&Role::Worker) {
+        // Loading and optimising the network takes a moment: off the runtime.
+        let model = tokio::task::spawn_blocking(liverseg_inference::Model::builtin)
+            .await
+            .context("loading the model")??;
+        info!(model = %model.manifest.name, version = %model.manifest.version, "model loaded");
+        let pipeline = Arc::new(liverseg_worker::Segmenter::new(
+            Arc::new(model),
+            config.results.mesh_max_triangles as usize,
+        ));
         let deps = liverseg_worker::Deps {
             store: store.clone(),
             queue: queue.clone(),
@@ -97,13 +101,7 @@ pub async fn serve(config: Arc<Config>, mut roles: Vec<Role>) -> anyhow::Result<
             (config.clone(), shutdown.clone(), readiness.role("worker"));
         tasks.spawn(async move {
             ready.set();
-            liverseg_worker::run(
-                config,
-                deps,
-                Arc::new(liverseg_worker::LoadVolume),
-                shutdown,
-            )
-            .await;
+            liverseg_worker::run(config, deps, pipeline, shutdown).await;
             Ok(())
         });
     }
@@ -137,6 +135,14 @@ pub async fn serve(config: Arc<Config>, mut roles: Vec<Role>) -> anyhow::Result<
     } else {
         ExitCode::SUCCESS
     })
+}
+
+pub fn queue_options(config: &Config) -> liverseg_queue::QueueOptions {
+    liverseg_queue::QueueOptions {
+        visibility_timeout: Duration::from_secs(config.queue.visibility_timeout_seconds),
+        stream: config.queue.stream.clone(),
+        group: config.queue.group.clone(),
+    }
 }
 
 async fn stop_signal() {

@@ -8,7 +8,8 @@
 use crate::{MetadataStore, NewJob};
 use liverseg_core::time::now_millis;
 use liverseg_core::{
-    AuditEvent, InstanceMeta, InstanceRecord, JobId, JobState, SeriesRecord, SeriesState,
+    AuditEvent, InstanceMeta, InstanceRecord, JobId, JobState, ResultObject, SeriesRecord,
+    SeriesState,
 };
 use std::sync::Arc;
 
@@ -28,6 +29,9 @@ pub async fn run_all(store: Store) {
     transition_job_is_compare_and_set(store.clone()).await;
     list_jobs_filters_limits_and_orders(store.clone()).await;
     events_round_trip_and_filter(store.clone()).await;
+    results_are_replaced_as_a_whole(store.clone()).await;
+    deliveries_count_failures_until_success(store.clone()).await;
+    replay_restarts_only_dead_or_failed_jobs(store.clone()).await;
 }
 
 /// A UID no other case or run uses (digits and dots only, like DICOM).
@@ -620,4 +624,140 @@ pub async fn events_round_trip_and_filter(store: Store) {
         4
     );
     assert_eq!(store.events(None, 1).await.unwrap().len(), 1);
+}
+
+fn result(job: JobId, kind: &str, dicom: bool) -> ResultObject {
+    ResultObject {
+        job_id: job,
+        kind: kind.to_string(),
+        sop_class_uid: dicom.then(|| "1.2.840.10008.5.1.4.1.1.66.4".to_string()),
+        sop_instance_uid: dicom.then(|| uid(7)),
+        series_uid: dicom.then(|| uid(8)),
+        blob_key: format!("results/{job}/{kind}"),
+        sha256: "ab".repeat(32),
+        size_bytes: 1234,
+        model_sha256: "cd".repeat(32),
+        created_at: now_millis(),
+    }
+}
+
+/// Results are written as one set with the liver volume; writing again
+/// replaces the set (a re-run with another model leaves no stale rows).
+pub async fn results_are_replaced_as_a_whole(store: Store) {
+    let (job, _) = store.create_job(&new_job(&uid(2), "fp-res")).await.unwrap();
+    assert!(store.results(job.id).await.unwrap().is_empty());
+    let first = vec![result(job.id, "seg", true), result(job.id, "stl", false)];
+    store
+        .put_results(job.id, &first, Some(1534.25))
+        .await
+        .unwrap();
+    assert_eq!(store.results(job.id).await.unwrap(), first);
+    let job_now = store.get_job(job.id).await.unwrap().unwrap();
+    assert_eq!(job_now.liver_volume_ml, Some(1534.25));
+    assert!(first[0].is_dicom() && !first[1].is_dicom());
+
+    let second = vec![result(job.id, "glb", false), result(job.id, "sr", true)];
+    store.put_results(job.id, &second, None).await.unwrap();
+    assert_eq!(store.results(job.id).await.unwrap(), second);
+    assert_eq!(
+        store
+            .get_job(job.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .liver_volume_ml,
+        None
+    );
+    // Another job's results are separate.
+    let (other, _) = store.create_job(&new_job(&uid(2), "fp-res")).await.unwrap();
+    assert!(store.results(other.id).await.unwrap().is_empty());
+}
+
+/// Each failure counts; a success marks the destination delivered and
+/// clears the count; destinations are independent.
+pub async fn deliveries_count_failures_until_success(store: Store) {
+    let (job, _) = store.create_job(&new_job(&uid(2), "fp-del")).await.unwrap();
+    let pacs = "PACS@127.0.0.1:104";
+    let d = store
+        .record_delivery(job.id, pacs, Some("refused"))
+        .await
+        .unwrap();
+    assert_eq!((d.delivered, d.failures), (false, 1));
+    let d = store
+        .record_delivery(job.id, pacs, Some("timed out"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (d.delivered, d.failures, d.last_error.as_deref()),
+        (false, 2, Some("timed out"))
+    );
+    let other = store
+        .record_delivery(job.id, "http://127.0.0.1:8042/dicom-web", None)
+        .await
+        .unwrap();
+    assert_eq!((other.delivered, other.failures), (true, 0));
+    let d = store.record_delivery(job.id, pacs, None).await.unwrap();
+    assert_eq!((d.delivered, d.failures, d.last_error), (true, 0, None));
+    let all = store.deliveries(job.id).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|d| d.delivered && d.job_id == job.id));
+    assert_eq!(all[0].destination, "PACS@127.0.0.1:104");
+}
+
+/// Replay takes a dead (or failed) job back to `queued` with fresh counts,
+/// keeps delivered destinations, and refuses jobs in other states.
+pub async fn replay_restarts_only_dead_or_failed_jobs(store: Store) {
+    let (job, _) = store
+        .create_job(&new_job(&uid(2), "fp-replay"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.replay_job(job.id).await.unwrap(),
+        None,
+        "received job replayed"
+    );
+    store
+        .transition_job(job.id, &[JobState::Received], JobState::Running, None, true)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .record_delivery(job.id, "A@h:1", Some("down"))
+        .await
+        .unwrap();
+    store
+        .record_delivery(job.id, "A@h:1", Some("down"))
+        .await
+        .unwrap();
+    store.record_delivery(job.id, "B@h:2", None).await.unwrap();
+    store
+        .transition_job(
+            job.id,
+            &[JobState::Running],
+            JobState::Dead,
+            Some("gave up"),
+            false,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let replayed = store
+        .replay_job(job.id)
+        .await
+        .unwrap()
+        .expect("dead job replays");
+    assert_eq!((replayed.state, replayed.attempts), (JobState::Queued, 0));
+    let d = store.deliveries(job.id).await.unwrap();
+    assert_eq!(
+        d.iter()
+            .map(|d| (d.delivered, d.failures))
+            .collect::<Vec<_>>(),
+        [(false, 0), (true, 0)]
+    );
+    assert_eq!(
+        store.replay_job(job.id).await.unwrap(),
+        None,
+        "queued job replayed"
+    );
+    assert_eq!(store.replay_job(JobId::new()).await.unwrap(), None);
 }

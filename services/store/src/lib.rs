@@ -7,7 +7,10 @@
 //! * [`blob::FsBlobStore`]: DICOM files on the filesystem, written atomically.
 
 use async_trait::async_trait;
-use liverseg_core::{AuditEvent, InstanceRecord, Job, JobId, JobState, SeriesRecord, SeriesState};
+use liverseg_core::{
+    AuditEvent, DeliveryRecord, InstanceRecord, Job, JobId, JobState, ResultObject, SeriesRecord,
+    SeriesState,
+};
 
 pub mod blob;
 pub mod conformance;
@@ -132,6 +135,30 @@ pub trait MetadataStore: Send + Sync + 'static {
         detail: Option<&str>,
         count_attempt: bool,
     ) -> Result<Option<Job>>;
+    /// Replaces the job's results with `objects` and records the liver
+    /// volume, in one transaction.
+    async fn put_results(
+        &self,
+        job: JobId,
+        objects: &[ResultObject],
+        liver_volume_ml: Option<f64>,
+    ) -> Result<()>;
+    /// The job's results, ordered by kind.
+    async fn results(&self, job: JobId) -> Result<Vec<ResultObject>>;
+    /// Records one delivery attempt to `destination`: a success (`error`
+    /// `None`) marks it delivered and clears the failures; a failure counts.
+    async fn record_delivery(
+        &self,
+        job: JobId,
+        destination: &str,
+        error: Option<&str>,
+    ) -> Result<DeliveryRecord>;
+    /// The job's deliveries, ordered by destination.
+    async fn deliveries(&self, job: JobId) -> Result<Vec<DeliveryRecord>>;
+    /// Gives a dead or failed job a fresh start: state `Queued`, attempts
+    /// and delivery failures back to 0 (results and completed deliveries are
+    /// kept). `None` when the job is missing or in another state.
+    async fn replay_job(&self, id: JobId) -> Result<Option<Job>>;
     async fn record_event(&self, event: &AuditEvent) -> Result<()>;
     /// Events about `subject` (all when `None`), oldest first, at most `limit`.
     async fn events(&self, subject: Option<&str>, limit: i64) -> Result<Vec<AuditEvent>>;

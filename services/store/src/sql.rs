@@ -11,7 +11,8 @@ use crate::{MetadataStore, NewJob, Result, StoreError};
 use async_trait::async_trait;
 use liverseg_core::time::now_millis;
 use liverseg_core::{
-    AuditEvent, InstanceMeta, InstanceRecord, Job, JobId, JobState, SeriesRecord, SeriesState,
+    AuditEvent, DeliveryRecord, InstanceMeta, InstanceRecord, Job, JobId, JobState, ResultObject,
+    SeriesRecord, SeriesState,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -55,7 +56,10 @@ const INSTANCE_COLS: &str = "sop_instance_uid, sop_class_uid, series_uid, study_
 const SERIES_COLS: &str = "series_uid, study_uid, modality, state, reason, instance_count, \
      first_received_at, last_received_at";
 const JOB_COLS: &str = "id, study_uid, series_uid, fingerprint, state, attempts, \
-     instance_count, detail, created_at, updated_at";
+     instance_count, detail, liver_volume_ml, created_at, updated_at";
+const RESULT_COLS: &str = "job_id, kind, sop_class_uid, sop_instance_uid, series_uid, blob_key, \
+     sha256, size_bytes, model_sha256, created_at";
+const DELIVERY_COLS: &str = "job_id, destination, delivered, failures, last_error, updated_at";
 
 /// SQLite waits this long for another process's write lock.
 const SQLITE_BUSY_TIMEOUT_MS: u64 = 30_000;
@@ -231,12 +235,13 @@ impl SqlStore {
 
 /// Schema migrations: entry N (0-based) brings the schema to version N+1.
 /// Append only; never edit a released entry.
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE IF NOT EXISTS studies (
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE IF NOT EXISTS studies (
         study_uid TEXT NOT NULL PRIMARY KEY,
         first_received_at BIGINT NOT NULL,
         last_received_at BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS series (
+        "CREATE TABLE IF NOT EXISTS series (
         series_uid TEXT NOT NULL PRIMARY KEY,
         study_uid TEXT NOT NULL REFERENCES studies (study_uid),
         modality TEXT,
@@ -246,9 +251,9 @@ const MIGRATIONS: &[&[&str]] = &[&[
         instance_count BIGINT NOT NULL DEFAULT 0,
         first_received_at BIGINT NOT NULL,
         last_received_at BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS series_state_idx ON series (state)",
-    "CREATE INDEX IF NOT EXISTS series_study_idx ON series (study_uid)",
-    "CREATE TABLE IF NOT EXISTS instances (
+        "CREATE INDEX IF NOT EXISTS series_state_idx ON series (state)",
+        "CREATE INDEX IF NOT EXISTS series_study_idx ON series (study_uid)",
+        "CREATE TABLE IF NOT EXISTS instances (
         sop_instance_uid TEXT NOT NULL PRIMARY KEY,
         series_uid TEXT NOT NULL REFERENCES series (series_uid),
         study_uid TEXT NOT NULL,
@@ -260,8 +265,8 @@ const MIGRATIONS: &[&[&str]] = &[&[
         received_at BIGINT NOT NULL,
         calling_ae TEXT NOT NULL,
         meta_json TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS instances_series_idx ON instances (series_uid)",
-    "CREATE TABLE IF NOT EXISTS jobs (
+        "CREATE INDEX IF NOT EXISTS instances_series_idx ON instances (series_uid)",
+        "CREATE TABLE IF NOT EXISTS jobs (
         id TEXT NOT NULL PRIMARY KEY,
         study_uid TEXT NOT NULL,
         series_uid TEXT NOT NULL,
@@ -274,16 +279,41 @@ const MIGRATIONS: &[&[&str]] = &[&[
         created_at BIGINT NOT NULL,
         updated_at BIGINT NOT NULL,
         UNIQUE (series_uid, fingerprint))",
-    "CREATE INDEX IF NOT EXISTS jobs_state_idx ON jobs (state)",
-    "CREATE INDEX IF NOT EXISTS jobs_created_idx ON jobs (created_at, id)",
-    "CREATE TABLE IF NOT EXISTS events (
+        "CREATE INDEX IF NOT EXISTS jobs_state_idx ON jobs (state)",
+        "CREATE INDEX IF NOT EXISTS jobs_created_idx ON jobs (created_at, id)",
+        "CREATE TABLE IF NOT EXISTS events (
         id {EVENT_ID},
         at BIGINT NOT NULL,
         kind TEXT NOT NULL,
         subject TEXT NOT NULL,
         detail TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS events_subject_idx ON events (subject)",
-]];
+        "CREATE INDEX IF NOT EXISTS events_subject_idx ON events (subject)",
+    ],
+    &[
+        "ALTER TABLE jobs ADD COLUMN liver_volume_ml DOUBLE PRECISION",
+        "CREATE TABLE IF NOT EXISTS results (
+        job_id TEXT NOT NULL REFERENCES jobs (id),
+        kind TEXT NOT NULL,
+        sop_class_uid TEXT,
+        sop_instance_uid TEXT,
+        series_uid TEXT,
+        blob_key TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size_bytes BIGINT NOT NULL,
+        model_sha256 TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (job_id, kind))",
+        "CREATE INDEX IF NOT EXISTS results_sop_idx ON results (sop_instance_uid)",
+        "CREATE TABLE IF NOT EXISTS deliveries (
+        job_id TEXT NOT NULL REFERENCES jobs (id),
+        destination TEXT NOT NULL,
+        delivered BIGINT NOT NULL DEFAULT 0,
+        failures BIGINT NOT NULL DEFAULT 0,
+        last_error TEXT,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (job_id, destination))",
+    ],
+];
 
 /// Pool options with the pragmas every SQLite connection needs.
 fn sqlite_pool_options(read_only: bool) -> AnyPoolOptions {
@@ -411,9 +441,7 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
     let id: String = row.try_get("id").map_err(d())?;
     let state: String = row.try_get("state").map_err(d())?;
     Ok(Job {
-        id: id
-            .parse()
-            .map_err(|e: <JobId as std::str::FromStr>::Err| corrupt("job id")(e.to_string()))?,
+        id: parse_job_id(id)?,
         study_uid: row.try_get("study_uid").map_err(d())?,
         series_uid: row.try_get("series_uid").map_err(d())?,
         fingerprint: row.try_get("fingerprint").map_err(d())?,
@@ -425,7 +453,42 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
         attempts: row.try_get("attempts").map_err(d())?,
         instance_count: row.try_get("instance_count").map_err(d())?,
         detail: row.try_get("detail").map_err(d())?,
+        liver_volume_ml: row.try_get("liver_volume_ml").map_err(d())?,
         created_at: row.try_get("created_at").map_err(d())?,
+        updated_at: row.try_get("updated_at").map_err(d())?,
+    })
+}
+
+fn parse_job_id(id: String) -> Result<JobId> {
+    id.parse()
+        .map_err(|e: <JobId as std::str::FromStr>::Err| corrupt("job id")(e.to_string()))
+}
+
+fn result_from_row(row: &AnyRow) -> Result<ResultObject> {
+    let d = || q("decode result");
+    Ok(ResultObject {
+        job_id: parse_job_id(row.try_get("job_id").map_err(d())?)?,
+        kind: row.try_get("kind").map_err(d())?,
+        sop_class_uid: row.try_get("sop_class_uid").map_err(d())?,
+        sop_instance_uid: row.try_get("sop_instance_uid").map_err(d())?,
+        series_uid: row.try_get("series_uid").map_err(d())?,
+        blob_key: row.try_get("blob_key").map_err(d())?,
+        sha256: row.try_get("sha256").map_err(d())?,
+        size_bytes: row.try_get("size_bytes").map_err(d())?,
+        model_sha256: row.try_get("model_sha256").map_err(d())?,
+        created_at: row.try_get("created_at").map_err(d())?,
+    })
+}
+
+fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRecord> {
+    let d = || q("decode delivery");
+    let delivered: i64 = row.try_get("delivered").map_err(d())?;
+    Ok(DeliveryRecord {
+        job_id: parse_job_id(row.try_get("job_id").map_err(d())?)?,
+        destination: row.try_get("destination").map_err(d())?,
+        delivered: delivered != 0,
+        failures: row.try_get("failures").map_err(d())?,
+        last_error: row.try_get("last_error").map_err(d())?,
         updated_at: row.try_get("updated_at").map_err(d())?,
     })
 }
@@ -632,7 +695,7 @@ impl MetadataStore for SqlStore {
         // winner's commit) gets none and reads the winner's row below.
         let sql = format!(
             "INSERT INTO jobs ({JOB_COLS}) \
-             VALUES ($1, $2, $3, $4, 'received', 0, $5, NULL, $6, $6) \
+             VALUES ($1, $2, $3, $4, 'received', 0, $5, NULL, NULL, $6, $6) \
              ON CONFLICT (series_uid, fingerprint) DO NOTHING \
              RETURNING {JOB_COLS}"
         );
@@ -736,6 +799,119 @@ impl MetadataStore for SqlStore {
             .fetch_optional(&self.writer)
             .await
             .map_err(q("transition job"))?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn put_results(
+        &self,
+        job: JobId,
+        objects: &[ResultObject],
+        liver_volume_ml: Option<f64>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM results WHERE job_id = $1")
+            .bind(job.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(q("put results"))?;
+        let sql = format!(
+            "INSERT INTO results ({RESULT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
+        for o in objects {
+            sqlx::query(&sql)
+                .bind(job.to_string())
+                .bind(&o.kind)
+                .bind(&o.sop_class_uid)
+                .bind(&o.sop_instance_uid)
+                .bind(&o.series_uid)
+                .bind(&o.blob_key)
+                .bind(&o.sha256)
+                .bind(o.size_bytes)
+                .bind(&o.model_sha256)
+                .bind(o.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("put results"))?;
+        }
+        sqlx::query("UPDATE jobs SET liver_volume_ml = $2, updated_at = $3 WHERE id = $1")
+            .bind(job.to_string())
+            .bind(liver_volume_ml)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(q("put results"))?;
+        tx.commit().await.map_err(q("put results"))
+    }
+
+    async fn results(&self, job: JobId) -> Result<Vec<ResultObject>> {
+        let sql = format!("SELECT {RESULT_COLS} FROM results WHERE job_id = $1 ORDER BY kind");
+        let rows = sqlx::query(&sql)
+            .bind(job.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(q("list results"))?;
+        rows.iter().map(result_from_row).collect()
+    }
+
+    async fn record_delivery(
+        &self,
+        job: JobId,
+        destination: &str,
+        error: Option<&str>,
+    ) -> Result<DeliveryRecord> {
+        let delivered = i64::from(error.is_none());
+        let sql = format!(
+            "INSERT INTO deliveries ({DELIVERY_COLS}) VALUES ($1, $2, $3, 1 - $3, $4, $5) \
+             ON CONFLICT (job_id, destination) DO UPDATE SET \
+               delivered = $3, \
+               failures = CASE WHEN $3 = 1 THEN 0 ELSE deliveries.failures + 1 END, \
+               last_error = $4, updated_at = $5 \
+             RETURNING {DELIVERY_COLS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(job.to_string())
+            .bind(destination)
+            .bind(delivered)
+            .bind(error)
+            .bind(now_millis())
+            .fetch_one(&self.writer)
+            .await
+            .map_err(q("record delivery"))?;
+        delivery_from_row(&row)
+    }
+
+    async fn deliveries(&self, job: JobId) -> Result<Vec<DeliveryRecord>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLS} FROM deliveries WHERE job_id = $1 ORDER BY destination"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(job.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(q("list deliveries"))?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn replay_job(&self, id: JobId) -> Result<Option<Job>> {
+        let mut tx = self.begin_write().await?;
+        let sql = format!(
+            "UPDATE jobs SET state = 'queued', attempts = 0, updated_at = $2 \
+             WHERE id = $1 AND state IN ('dead', 'failed') RETURNING {JOB_COLS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .bind(now_millis())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(q("replay job"))?;
+        if row.is_some() {
+            sqlx::query("UPDATE deliveries SET failures = 0 WHERE job_id = $1 AND delivered = 0")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(q("replay job"))?;
+        }
+        tx.commit().await.map_err(q("replay job"))?;
         row.as_ref().map(job_from_row).transpose()
     }
 

@@ -1,24 +1,36 @@
-//! The worker role: takes jobs from the queue (at-least-once) and runs the
-//! pipeline on each series.
+//! The worker role: takes jobs from the queue (at-least-once), runs the
+//! pipeline on each series, keeps the results and delivers them.
 //!
-//! A delivery may be a repeat (a crash before `ack`, a stalled lease, a
-//! second enqueue after a restart), so the job's state in the metadata store
-//! decides: finished jobs are acknowledged and skipped; others move to
-//! `running` by compare-and-set. A failure is retried after
-//! `retry_delay_seconds` until `max_attempts`, then the job is `dead`.
+//! A queue delivery may be a repeat (a crash before `ack`, a stalled lease,
+//! a second enqueue after a restart), so the metadata store decides: finished
+//! jobs are acknowledged and skipped; others move to `running` by
+//! compare-and-set. A job whose results exist (made by the same model) is not
+//! segmented again: only its missing deliveries are retried.
+//!
+//! Two kinds of failure, two budgets: the pipeline failing (bad data) is
+//! retried after `worker.retry_delay_seconds` until `worker.max_attempts`;
+//! a destination refusing or unreachable is retried with exponential
+//! backoff until `delivery.max_attempts`. Either way the job then becomes
+//! `dead`: listed by `liverseg jobs list --state dead`, replayed by
+//! `liverseg jobs replay ID`.
 
-use liverseg_core::{Config, Job, JobState};
+use liverseg_core::time::now_millis;
+use liverseg_core::{AuditEvent, Config, Job, JobState, ResultObject};
 use liverseg_queue::{Delivery, JobQueue};
 use liverseg_store::{MetadataStore, blob::FsBlobStore};
+use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
+pub mod delivery;
 pub mod pipeline;
+pub mod results;
+pub mod stow;
 
-pub use pipeline::{LoadVolume, Pipeline};
+pub use pipeline::{Pipeline, Segmenter};
 
 #[derive(Clone)]
 pub struct Deps {
@@ -105,8 +117,10 @@ impl Consumer {
             queue.ack(delivery).await?;
             return Ok(());
         }
-        let max = self.config.worker.max_attempts as i64;
-        if job.attempts >= max {
+        let results = self.current_results(&job).await?;
+        let max = i64::from(self.config.worker.max_attempts);
+        if results.is_none() && job.attempts >= max {
+            // The last runs crashed before recording an outcome.
             let detail = format!("gave up after {} attempts", job.attempts);
             store
                 .transition_job(id, &[job.state], JobState::Dead, Some(&detail), false)
@@ -121,8 +135,9 @@ impl Consumer {
             JobState::Failed,
             JobState::Running,
         ];
+        // Only a segmentation run counts against worker.max_attempts.
         let Some(job) = store
-            .transition_job(id, &from, JobState::Running, None, true)
+            .transition_job(id, &from, JobState::Running, None, results.is_none())
             .await?
         else {
             queue.ack(delivery).await?;
@@ -131,15 +146,16 @@ impl Consumer {
         info!(
             attempt = job.attempts,
             instances = job.instance_count,
+            resumed = results.is_some(),
             "job running"
         );
 
         let heartbeat = self.keep_lease(delivery.clone());
-        let result = self.execute(&job).await;
+        let outcome = self.execute(&job, results).await;
         heartbeat.cancel();
 
-        match result {
-            Ok(summary) => {
+        match outcome {
+            Ok(Outcome::Done(summary)) => {
                 store
                     .transition_job(
                         id,
@@ -150,9 +166,40 @@ impl Consumer {
                     )
                     .await?;
                 queue.ack(delivery).await?;
-                info!(%summary, "job done");
+                info!("job done");
             }
-            Err(reason) if job.attempts >= max => {
+            Ok(Outcome::Undelivered { failures, reason }) => {
+                let max = i64::from(self.config.delivery.max_attempts);
+                if failures >= max {
+                    let detail = format!("delivery failed {failures} times: {reason}");
+                    store
+                        .transition_job(
+                            id,
+                            &[JobState::Running],
+                            JobState::Dead,
+                            Some(&detail),
+                            false,
+                        )
+                        .await?;
+                    queue.ack(delivery).await?;
+                    warn!(%reason, failures, "delivery failed for the last time; dead");
+                } else {
+                    let detail = format!("delivery failed ({failures} of {max}): {reason}");
+                    store
+                        .transition_job(
+                            id,
+                            &[JobState::Running],
+                            JobState::Failed,
+                            Some(&detail),
+                            false,
+                        )
+                        .await?;
+                    let delay = self.config.delivery.backoff(failures as u32);
+                    queue.nack(&self.name, delivery, delay).await?;
+                    warn!(%reason, failures, retry_in_s = delay.as_secs(), "delivery failed; will retry");
+                }
+            }
+            Err(Failure::Pipeline(reason)) if job.attempts >= max => {
                 store
                     .transition_job(
                         id,
@@ -165,7 +212,7 @@ impl Consumer {
                 queue.ack(delivery).await?;
                 warn!(%reason, attempts = job.attempts, "job failed for the last time; dead");
             }
-            Err(reason) => {
+            Err(Failure::Pipeline(reason)) => {
                 store
                     .transition_job(
                         id,
@@ -179,8 +226,21 @@ impl Consumer {
                 queue.nack(&self.name, delivery, delay).await?;
                 warn!(%reason, attempts = job.attempts, "job failed; will retry");
             }
+            // Store or queue trouble: leave the lease to expire; the job is
+            // delivered again.
+            Err(Failure::Infrastructure(e)) => return Err(e),
         }
         Ok(())
+    }
+
+    /// The job's results when they exist and come from the current model.
+    async fn current_results(&self, job: &Job) -> Result<Option<Vec<ResultObject>>, WorkerError> {
+        let results = self.deps.store.results(job.id).await?;
+        let current = !results.is_empty()
+            && results
+                .iter()
+                .all(|r| r.model_sha256 == self.pipeline.model_sha256());
+        Ok(current.then_some(results))
     }
 
     /// Renews the lease at a third of the visibility timeout until cancelled.
@@ -202,24 +262,170 @@ impl Consumer {
         stop
     }
 
-    /// Runs the pipeline on the job's files, off the async runtime.
-    async fn execute(&self, job: &Job) -> Result<String, String> {
+    /// Segments (unless `results` exist already), keeps the results, then
+    /// delivers them.
+    async fn execute(
+        &self,
+        job: &Job,
+        results: Option<Vec<ResultObject>>,
+    ) -> Result<Outcome, Failure> {
+        let store = &self.deps.store;
+        let results = match results {
+            Some(results) => results,
+            None => self.segment(job).await?,
+        };
+        let summary = self.summary(&results).await;
+        let started = Instant::now();
+        let states = delivery::deliver(
+            &self.config.delivery,
+            &self.config.listener.ae_title,
+            store.as_ref(),
+            &self.deps.blobs,
+            job.id,
+            &results,
+        )
+        .await
+        .map_err(|e| Failure::Infrastructure(e.into()))?;
+        let undelivered: Vec<_> = states.iter().filter(|d| !d.delivered).collect();
+        if let Some(worst) = undelivered.iter().max_by_key(|d| d.failures) {
+            let reason = undelivered
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{}: {}",
+                        d.destination,
+                        d.last_error.as_deref().unwrap_or("?")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Ok(Outcome::Undelivered {
+                failures: worst.failures,
+                reason,
+            });
+        }
+        let delivered: Vec<&str> = states.iter().map(|d| d.destination.as_str()).collect();
+        let mut summary = summary;
+        if let Some(obj) = summary.as_object_mut() {
+            if let Some(seconds) = obj.get_mut("seconds").and_then(|s| s.as_object_mut()) {
+                seconds.insert("delivery".into(), started.elapsed().as_secs_f64().into());
+            }
+            obj.insert("delivered_to".into(), delivered.into());
+        }
+        Ok(Outcome::Done(summary.to_string()))
+    }
+
+    /// Runs the pipeline off the async runtime and keeps what it made:
+    /// blobs first, then their rows, so a row never points at nothing.
+    async fn segment(&self, job: &Job) -> Result<Vec<ResultObject>, Failure> {
+        let infra = |e: WorkerError| Failure::Infrastructure(e);
         let instances = self
             .deps
             .store
             .series_instances(&job.series_uid)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| infra(e.into()))?;
         let files: Vec<PathBuf> = instances
             .iter()
             .map(|i| self.deps.blobs.path(&i.blob_key).map_err(|e| e.to_string()))
-            .collect::<Result<_, _>>()?;
-        let (pipeline, job) = (self.pipeline.clone(), job.clone());
-        tokio::task::spawn_blocking(move || pipeline.run(&job, &files))
+            .collect::<Result<_, _>>()
+            .map_err(Failure::Pipeline)?;
+        let (pipeline, job_c, span) =
+            (self.pipeline.clone(), job.clone(), tracing::Span::current());
+        let produced =
+            tokio::task::spawn_blocking(move || span.in_scope(|| pipeline.run(&job_c, &files)))
+                .await
+                .map_err(|e| Failure::Pipeline(format!("pipeline panicked: {e}")))?
+                .map_err(Failure::Pipeline)?;
+
+        let now = now_millis();
+        let model = self.pipeline.model_sha256().to_string();
+        let (blobs, job_id) = (self.deps.blobs.clone(), job.id);
+        let mut artifacts = produced.artifacts;
+        // The summary is a result too: a resumed job (delivery retry) reads
+        // it back, and a run that found no liver still leaves a record.
+        artifacts.push(results::Artifact {
+            kind: "summary",
+            file_name: "summary.json",
+            dicom: None,
+            bytes: produced.summary.to_string().into_bytes(),
+        });
+        let objects = tokio::task::spawn_blocking(move || {
+            artifacts
+                .into_iter()
+                .map(|a| {
+                    let key = format!("results/{job_id}/{}", a.file_name);
+                    blobs.put(&key, &a.bytes)?;
+                    Ok(ResultObject {
+                        job_id,
+                        kind: a.kind.to_string(),
+                        sop_class_uid: a.dicom.as_ref().map(|d| d.sop_class_uid.clone()),
+                        sop_instance_uid: a.dicom.as_ref().map(|d| d.sop_instance_uid.clone()),
+                        series_uid: a.dicom.as_ref().map(|d| d.series_uid.clone()),
+                        blob_key: key,
+                        sha256: hex::encode(Sha256::digest(&a.bytes)),
+                        size_bytes: a.bytes.len() as i64,
+                        model_sha256: model.clone(),
+                        created_at: now,
+                    })
+                })
+                .collect::<Result<Vec<_>, liverseg_store::blob::BlobError>>()
+        })
+        .await
+        .map_err(|e| Failure::Pipeline(format!("storing results panicked: {e}")))?
+        .map_err(|e| infra(WorkerError::Blob(e)))?;
+        let store = &self.deps.store;
+        store
+            .put_results(job.id, &objects, produced.liver_volume_ml)
             .await
-            .map_err(|e| format!("pipeline panicked: {e}"))?
-            .map(|v| v.to_string())
+            .map_err(|e| infra(e.into()))?;
+        for repair in &produced.repairs {
+            let event = AuditEvent {
+                at: now,
+                kind: "result.repair".into(),
+                subject: job.id.to_string(),
+                detail: repair.clone(),
+            };
+            store
+                .record_event(&event)
+                .await
+                .map_err(|e| infra(e.into()))?;
+        }
+        info!(
+            objects = objects.len(),
+            liver_volume_ml = produced.liver_volume_ml,
+            "results stored"
+        );
+        Ok(objects)
     }
+
+    /// The run's summary, read back from its result blob.
+    async fn summary(&self, results: &[ResultObject]) -> serde_json::Value {
+        let Some(r) = results.iter().find(|r| r.kind == "summary") else {
+            return serde_json::Value::Null;
+        };
+        let (blobs, key) = (self.deps.blobs.clone(), r.blob_key.clone());
+        tokio::task::spawn_blocking(move || blobs.read(&key))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// How a run ended when the store and queue worked.
+enum Outcome {
+    /// Results kept and delivered everywhere; the job summary.
+    Done(String),
+    /// Some destination still lacks the results.
+    Undelivered { failures: i64, reason: String },
+}
+
+enum Failure {
+    /// The series could not be processed (bad data): counts an attempt.
+    Pipeline(String),
+    Infrastructure(WorkerError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,4 +434,6 @@ pub enum WorkerError {
     Store(#[from] liverseg_store::StoreError),
     #[error(transparent)]
     Queue(#[from] liverseg_queue::QueueError),
+    #[error("storing a result: {0}")]
+    Blob(#[source] liverseg_store::blob::BlobError),
 }

@@ -1,36 +1,136 @@
-//! What the worker does with a series. The segmentation model plugs in
-//! here; until then the pipeline decodes the series into a volume, which
-//! proves every instance is decodable and the geometry is sound, and
-//! reports its shape.
+//! What the worker does with a series: decode, segment, build the results.
+//! Blocking work: the worker runs it on the blocking pool.
 
+use crate::results::{self, Artifact, ResultSet};
 use liverseg_core::Job;
+use liverseg_dicom::derived::Context;
+use liverseg_inference::Model;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::info_span;
 
-/// A blocking pipeline step over the files of one series; returns a JSON
-/// summary stored with the job, or the reason it failed.
-pub trait Pipeline: Send + Sync + 'static {
-    fn run(&self, job: &Job, files: &[PathBuf]) -> Result<serde_json::Value, String>;
+/// What one run produced.
+#[derive(Debug, Clone)]
+pub struct Produced {
+    pub artifacts: Vec<Artifact>,
+    pub liver_volume_ml: Option<f64>,
+    /// Kept with the job (its `detail` once done).
+    pub summary: serde_json::Value,
+    /// Repairs made to the source's attributes, for the audit trail.
+    pub repairs: Vec<String>,
 }
 
-/// Decodes the series into a Hounsfield-unit volume.
-pub struct LoadVolume;
+/// A blocking step over the files of one series.
+pub trait Pipeline: Send + Sync + 'static {
+    /// The results' provenance: results made by another model are stale.
+    fn model_sha256(&self) -> &str;
+    fn run(&self, job: &Job, files: &[PathBuf]) -> Result<Produced, String>;
+}
 
-impl Pipeline for LoadVolume {
-    fn run(&self, _job: &Job, files: &[PathBuf]) -> Result<serde_json::Value, String> {
-        let started = std::time::Instant::now();
-        let v = liverseg_dicom::volume::load_series(files).map_err(|e| e.to_string())?;
-        let (min, max) =
-            v.hu.iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), x| {
-                    (lo.min(*x), hi.max(*x))
-                });
-        Ok(serde_json::json!({
-            "slices": v.dims[0],
-            "rows": v.dims[1],
-            "columns": v.dims[2],
-            "spacing_mm": v.spacing,
-            "hu_range": [min, max],
-            "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
-        }))
+/// The liver model on a CT series, then the result set.
+pub struct Segmenter {
+    model: Arc<Model>,
+    max_triangles: usize,
+    threads: usize,
+}
+
+impl Segmenter {
+    pub fn new(model: Arc<Model>, max_triangles: usize) -> Self {
+        Segmenter {
+            model,
+            max_triangles,
+            threads: liverseg_inference::segment::default_threads(),
+        }
+    }
+}
+
+/// The seed of a job's result UIDs: the same series content and model give
+/// the same UIDs, so a re-run replaces rather than duplicates at the PACS.
+pub fn uid_seed(series_uid: &str, fingerprint: &str, model_sha256: &str) -> String {
+    format!("{series_uid}/{fingerprint}/{model_sha256}")
+}
+
+impl Pipeline for Segmenter {
+    fn model_sha256(&self) -> &str {
+        &self.model.manifest.sha256
+    }
+
+    fn run(&self, job: &Job, files: &[PathBuf]) -> Result<Produced, String> {
+        let started = Instant::now();
+        let volume = info_span!("decode", instances = files.len())
+            .in_scope(|| liverseg_dicom::volume::load_series(files))
+            .map_err(|e| e.to_string())?;
+        let decode = started.elapsed().as_secs_f64();
+
+        let grid = results::volume_grid(&volume);
+        let options = liverseg_inference::segment::Options {
+            threads: self.threads,
+            ..Default::default()
+        };
+        let span = info_span!(
+            "inference",
+            slices = volume.dims[0],
+            slices_run = tracing::field::Empty
+        );
+        let seg = span
+            .in_scope(|| {
+                liverseg_inference::segment(&self.model, &grid, &volume.hu, options, &|_, _| {})
+            })
+            .map_err(|e| e.to_string())?;
+        span.record("slices_run", seg.slices_run);
+
+        let ctx = Context {
+            uid_seed: uid_seed(&job.series_uid, &job.fingerprint, self.model_sha256()),
+            // The job's creation time, not now: a re-run writes the same bytes.
+            created_unix_seconds: job.created_at / 1000,
+            software_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let ResultSet {
+            artifacts,
+            frame_of_reference_repaired,
+            mesh,
+            seconds,
+        } = results::build(
+            &volume,
+            &files[0],
+            &seg.mask,
+            seg.liver_volume_ml,
+            &self.model.manifest,
+            &ctx,
+            self.max_triangles,
+        )
+        .map_err(|e| e.to_string())?;
+        let liver_found = !artifacts.is_empty();
+        let m = &self.model.manifest;
+        let summary = serde_json::json!({
+            "liver_found": liver_found,
+            "liver_volume_ml": liver_found.then_some(seg.liver_volume_ml),
+            "slices": volume.dims[0],
+            "slices_run": seg.slices_run,
+            "model": {"name": m.name, "version": m.version, "sha256": m.sha256},
+            "mesh": mesh.map(|r| serde_json::json!({"triangles": r.triangles, "watertight": r.watertight})),
+            "seconds": {
+                "decode": decode,
+                "inference": seg.total_seconds,
+                "seg": seconds.seg,
+                "mesh": seconds.mesh,
+                "sr": seconds.sr,
+            },
+        });
+        let repairs = if frame_of_reference_repaired {
+            vec![
+                "the series has no Frame of Reference UID; the results carry a generated one"
+                    .into(),
+            ]
+        } else {
+            Vec::new()
+        };
+        Ok(Produced {
+            artifacts,
+            liver_volume_ml: liver_found.then_some(seg.liver_volume_ml),
+            summary,
+            repairs,
+        })
     }
 }

@@ -1,0 +1,194 @@
+//! One segmentation's result set, built from a decoded series and its liver
+//! mask: the DICOM SEG, the liver mesh (binary STL, glTF and Encapsulated STL)
+//! and the volume SR. Pure and blocking; `liverseg segment` and the worker
+//! both call [`build`], so offline and service results are the same objects.
+
+use liverseg_dicom::derived::{self, Algorithm, Code, Context, Source};
+use liverseg_dicom::volume::Volume;
+use liverseg_inference::{Grid, Manifest};
+use std::path::Path;
+use std::time::Instant;
+use tracing::info_span;
+
+/// A DICOM result's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DicomIdentity {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub series_uid: String,
+}
+
+/// One file of the result set.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// `seg`, `stl-document`, `sr`, `stl`, `glb`.
+    pub kind: &'static str,
+    /// Its name in `liverseg segment`'s output folder.
+    pub file_name: &'static str,
+    pub dicom: Option<DicomIdentity>,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StageSeconds {
+    pub seg: f64,
+    pub mesh: f64,
+    pub sr: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResultSet {
+    /// Empty when the mask is empty: a SEG needs at least one frame, and a
+    /// mesh a surface.
+    pub artifacts: Vec<Artifact>,
+    /// The source had no Frame of Reference UID and one was made.
+    pub frame_of_reference_repaired: bool,
+    pub mesh: Option<liverseg_mesh::Report>,
+    pub seconds: StageSeconds,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultError {
+    #[error("cannot describe the source series: {0}")]
+    Source(#[source] derived::DerivedError),
+    #[error("writing the SEG: {0}")]
+    Seg(#[source] derived::DerivedError),
+    #[error("making the liver mesh: {0}")]
+    Mesh(#[source] liverseg_mesh::MeshError),
+    #[error("writing the Encapsulated STL: {0}")]
+    StlDocument(#[source] derived::DerivedError),
+    #[error("writing the volume report: {0}")]
+    Report(#[source] derived::DerivedError),
+}
+
+/// A DICOM volume's voxels placed in patient space.
+pub fn volume_grid(v: &Volume) -> Grid {
+    let o = v.orientation;
+    let (row_cos, col_cos) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+    Grid {
+        dims: v.dims,
+        spacing: v.spacing,
+        origin: v.origin,
+        axes: [
+            liverseg_core::geometry::cross(row_cos, col_cos),
+            col_cos,
+            row_cos,
+        ],
+    }
+}
+
+/// The mesh of `mask` on `grid` (mm, patient coordinates).
+pub fn liver_mesh(
+    grid: &Grid,
+    mask: &[u8],
+    max_triangles: usize,
+) -> Result<(liverseg_mesh::Mesh, liverseg_mesh::Report), liverseg_mesh::MeshError> {
+    let voxels = liverseg_mesh::VoxelGrid {
+        dims: grid.dims,
+        spacing: grid.spacing,
+        origin: grid.origin,
+        axes: grid.axes,
+    };
+    let options = liverseg_mesh::Options {
+        max_triangles,
+        ..Default::default()
+    };
+    liverseg_mesh::surface(mask, &voxels, &options)
+}
+
+/// The algorithm as the SEG and SR describe it, from the model manifest.
+pub fn algorithm(m: &Manifest) -> Algorithm {
+    let code = |c: &liverseg_inference::model::Code| Code {
+        scheme: c.scheme.clone(),
+        value: c.code.clone(),
+        meaning: c.meaning.clone(),
+    };
+    Algorithm {
+        name: m.name.clone(),
+        version: m.version.clone(),
+        family: Code {
+            scheme: "DCM".into(),
+            value: "123110".into(),
+            meaning: "Artificial Intelligence".into(),
+        },
+        segment_label: m.label.name.clone(),
+        category: code(&m.label.category),
+        kind: code(&m.label.kind),
+    }
+}
+
+/// Builds every result object. `header_file` is one instance of the series
+/// (patient and study attributes are copied from it).
+pub fn build(
+    volume: &Volume,
+    header_file: &Path,
+    mask: &[u8],
+    liver_volume_ml: f64,
+    manifest: &Manifest,
+    ctx: &Context,
+    max_triangles: usize,
+) -> Result<ResultSet, ResultError> {
+    let mut seconds = StageSeconds::default();
+    let mut set = ResultSet {
+        artifacts: Vec::new(),
+        frame_of_reference_repaired: false,
+        mesh: None,
+        seconds: StageSeconds::default(),
+    };
+    if !mask.contains(&1) {
+        return Ok(set);
+    }
+    let src = Source::from_volume(volume, header_file).map_err(ResultError::Source)?;
+    let algo = algorithm(manifest);
+    set.frame_of_reference_repaired = derived::frame_of_reference(&src, ctx).1;
+
+    let started = Instant::now();
+    let seg = info_span!("seg").in_scope(|| derived::segmentation(&src, mask, &algo, ctx));
+    let seg = seg.map_err(ResultError::Seg)?;
+    seconds.seg = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let span = info_span!("mesh", triangles = tracing::field::Empty);
+    let (mesh, report) = span
+        .in_scope(|| liver_mesh(&volume_grid(volume), mask, max_triangles))
+        .map_err(ResultError::Mesh)?;
+    span.record("triangles", mesh.triangles.len());
+    let stl = mesh.to_stl();
+    let glb = mesh.to_glb();
+    let stl_document = derived::encapsulated_stl(&src, &stl, "Liver surface", ctx)
+        .map_err(ResultError::StlDocument)?;
+    seconds.mesh = started.elapsed().as_secs_f64();
+    set.mesh = Some(report);
+
+    let started = Instant::now();
+    let sr = info_span!("sr")
+        .in_scope(|| derived::volume_report(&src, &seg, 1, liver_volume_ml, &algo, ctx))
+        .map_err(ResultError::Report)?;
+    seconds.sr = started.elapsed().as_secs_f64();
+
+    let dicom = |kind, file_name, p: derived::Produced| Artifact {
+        kind,
+        file_name,
+        dicom: Some(DicomIdentity {
+            sop_class_uid: p.sop_class_uid,
+            sop_instance_uid: p.sop_instance_uid,
+            series_uid: p.series_instance_uid,
+        }),
+        bytes: p.bytes,
+    };
+    let file = |kind, file_name, bytes| Artifact {
+        kind,
+        file_name,
+        dicom: None,
+        bytes,
+    };
+    set.artifacts = vec![
+        dicom("seg", "seg.dcm", seg),
+        dicom("stl-document", "stl.dcm", stl_document),
+        dicom("sr", "sr.dcm", sr),
+        file("stl", "liver.stl", stl),
+        file("glb", "liver.glb", glb),
+    ];
+    set.seconds = seconds;
+    Ok(set)
+}
