@@ -354,3 +354,59 @@ fn highdicom_reads_the_volume_report() {
             .any(|e| e["series"] == seg.series_instance_uid.as_str() && e["instances"] == 1)
     );
 }
+
+/// The objects `liverseg segment` writes (the worker's, byte for byte: the
+/// same code builds them) carry exactly its mask, for the IRCADb series and
+/// for an oblique copy stored under shuffled names.
+#[test]
+fn highdicom_rebuilds_the_mask_liverseg_segment_wrote() {
+    let Some(data) = test_data() else { return };
+    let Some(py) = python() else { return };
+    let (ct, _) = ircadb(&data);
+    let dir = tempfile::tempdir().unwrap();
+    let oblique = dir.path().join("oblique");
+    let out = testkit(
+        &py,
+        &[
+            "restore".as_ref(),
+            ct.as_os_str(),
+            oblique.as_os_str(),
+            "--shuffle".as_ref(),
+            "--oblique".as_ref(),
+            "20".as_ref(),
+        ],
+    );
+    assert!(out.status.success());
+    for (name, series) in [("ircadb", ct), ("oblique", oblique)] {
+        let out_dir = dir.path().join(format!("out-{name}"));
+        let run = Command::new(liverseg_tests::service::binary())
+            .arg("segment")
+            .arg(&series)
+            .arg("--out")
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        if let Some(verifier) = program("dciodvfy") {
+            for file in ["seg.dcm", "stl.dcm", "sr.dcm"] {
+                // Asserts exit 0 and no error line.
+                dciodvfy(&verifier, &out_dir.join(file));
+            }
+        }
+        let volume = load_dir(&series, true).unwrap();
+        let (_, mask) = liverseg_inference::nifti::read(&out_dir.join("mask.nii.gz")).unwrap();
+        let mask: Vec<u8> = mask.iter().map(|&v| u8::from(v > 0.0)).collect();
+        let (got, _) = highdicom_mask(
+            &py,
+            &out_dir.join("seg.dcm"),
+            &volume.sop_instance_uids,
+            true,
+        );
+        eprintln!("{name}:");
+        assert_same_mask(&got, &mask);
+    }
+}

@@ -99,6 +99,7 @@ async fn jobs(config: &Config, command: JobsCommand) -> anyhow::Result<ExitCode>
                 "job": job,
                 "results": store.results(id).await?,
                 "deliveries": store.deliveries(id).await?,
+                "events": store.events(Some(&id.to_string()), 1000).await?,
             });
             println!("{}", serde_json::to_string_pretty(&shown)?);
             Ok(ExitCode::SUCCESS)

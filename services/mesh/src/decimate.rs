@@ -61,8 +61,9 @@ const LOCK_RINGS: usize = 3;
 /// than this is not decimated at all...
 const MIN_PART_TRIANGLES: usize = 64;
 /// ... unless it has at least this many (a tiny budget must not lock the
-/// liver itself).
-const ALWAYS_DECIMATED: usize = 4096;
+/// liver itself). A part this large that vanishes in a run means the target
+/// is too low for the mesh, not a local accident.
+const ALWAYS_DECIMATED: usize = 1024;
 
 pub(crate) fn decimate(mesh: Mesh, max_triangles: usize) -> Decimated {
     let count = mesh.triangles.len();
@@ -146,6 +147,12 @@ fn round<'a>(
     // would only hamper a gentler one.
     let mut locks = locks.to_vec();
     for _ in 0..RUNS_PER_ROUND {
+        let aim = floor(triangles, part, &locks).max(target);
+        // meshoptimizer asserts (aborts the process) on a target above the
+        // input count; at or above it there is nothing to do anyway.
+        if aim >= triangles.len() {
+            return None;
+        }
         *runs += 1;
         let mut error = 0.0f32;
         // Absolute error so that the reported error is in mm; no limit,
@@ -154,7 +161,7 @@ fn round<'a>(
             &indices,
             positions,
             &locks,
-            target * 3,
+            aim * 3,
             f32::MAX,
             SimplifyOptions::ErrorAbsolute,
             Some(&mut error),
@@ -165,7 +172,9 @@ fn round<'a>(
             .filter(|&[a, b, c]| a != b && b != c && c != a)
             .collect();
         drop_twins(&mut result);
-        let bad = match check(positions, triangles, &result, part) {
+        let c = check(positions, triangles, &result, part);
+        eprintln!("DEBUG target {aim} from {} got {} locked {} -> {}", triangles.len(), result.len(), locks.iter().filter(|&&l| l).count(), match &c { Check::Good => "good".to_string(), Check::Defects(b) => format!("{} bad", b.len()), Check::Hopeless => "hopeless".into() });
+        let bad = match c {
             Check::Good if result.len() < triangles.len() => {
                 return Some((result, f64::from(error)));
             }
@@ -189,6 +198,25 @@ fn round<'a>(
         }
     }
     None
+}
+
+/// The fewest triangles a run may aim for: all of the locked ones plus
+/// `MIN_PART_TRIANGLES` for each part that can still move. Aiming lower
+/// makes the simplifier squash whole parts to reach a count the locked
+/// triangles alone exceed.
+fn floor(triangles: &[[u32; 3]], part: &[u32], locks: &[bool]) -> usize {
+    let mut locked = 0;
+    let mut moving: Vec<u32> = Vec::new();
+    for t in triangles {
+        if t.iter().all(|&v| locks[v as usize]) {
+            locked += 1;
+        } else {
+            moving.push(part[t[0] as usize]);
+        }
+    }
+    moving.sort_unstable();
+    moving.dedup();
+    locked + MIN_PART_TRIANGLES * moving.len()
 }
 
 enum Check {
