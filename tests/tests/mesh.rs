@@ -285,23 +285,43 @@ fn ircadb_liver_mesh() {
     );
 
     expert_mesh_agreement(&case.join("MESHES_VTK/liver.vtk"), &grid, &mesh);
+
+    // A tighter budget, as a browser page on a phone might ask for.
+    let small = Options {
+        max_triangles: 10_000,
+        ..Options::default()
+    };
+    let (mesh, report) = surface(&mask, &grid, &small).expect("mesh the liver");
+    println!(
+        "budget 10000: {} triangles, {:?}, {} runs, error {:.2} mm, volume {:+.2}%",
+        report.triangles,
+        report.decimation,
+        report.decimation_runs,
+        report.decimation_error_mm,
+        100.0 * (report.volume_ml / report.voxel_volume_ml - 1.0),
+    );
+    assert!(mesh.is_watertight() && report.budget_met);
+    assert!(mesh.triangles.len() <= 10_000);
+    assert!((mesh.enclosed_volume_mm3() / voxel_mm3 - 1.0).abs() < 0.03);
 }
 
 /// Our mesh against the expert's. IRCADb's VTK meshes are in the image's
-/// own frame: x = column * column spacing, y = row * row spacing, z = slice
-/// * slice spacing, from the first voxel's centre. Mapped through the grid
-/// axes that is LPS (here the origin is 0 and the axes the identity, so
-/// the mapping changes nothing, but it is spelt out so that it would be
-/// right for any orientation).
+/// own frame, in mm from the corner of the volume: voxel (k, r, c) has its
+/// centre at x = (c + 0.5) * column spacing, y = (r + 0.5) * row spacing,
+/// z = (k + 0.5) * slice spacing. (Of the half-voxel offsets, this one fits
+/// best on every axis: mean distance 0.43 mm against 0.60 mm when measured
+/// from the first voxel's centre.) Mapped through the grid, that is LPS;
+/// here the origin is 0 and the axes the identity, but the mapping is spelt
+/// out so that it would stay right for any orientation.
 fn expert_mesh_agreement(path: &Path, grid: &VoxelGrid, mesh: &Mesh) {
     let (points, triangles) = read_vtk(path);
     let expert: Vec<[f64; 3]> = points
         .iter()
         .map(|&[x, y, z]| {
             grid.position([
-                z / grid.spacing[0],
-                y / grid.spacing[1],
-                x / grid.spacing[2],
+                z / grid.spacing[0] - 0.5,
+                y / grid.spacing[1] - 0.5,
+                x / grid.spacing[2] - 0.5,
             ])
         })
         .collect();
@@ -321,15 +341,15 @@ fn expert_mesh_agreement(path: &Path, grid: &VoxelGrid, mesh: &Mesh) {
     );
     println!("bounds LPS mm: ours {olo:.1?} .. {ohi:.1?}; expert {elo:.1?} .. {ehi:.1?}");
     for i in 0..3 {
-        // Within a slice (1.6 mm) plus the smoothing on either side.
+        // Within a slice (1.6 mm): both are smoothed voxel boundaries.
         assert!(
-            (olo[i] - elo[i]).abs() < 3.0,
+            (olo[i] - elo[i]).abs() < 1.6,
             "low bound {i}: {} vs {}",
             olo[i],
             elo[i]
         );
         assert!(
-            (ohi[i] - ehi[i]).abs() < 3.0,
+            (ohi[i] - ehi[i]).abs() < 1.6,
             "high bound {i}: {} vs {}",
             ohi[i],
             ehi[i]
@@ -373,6 +393,7 @@ fn expert_mesh_agreement(path: &Path, grid: &VoxelGrid, mesh: &Mesh) {
         percentile(&theirs_to_ours, 1.0),
     );
     assert!(mean(&nearest_vertex) < 3.0);
-    assert!(mean(&ours_to_theirs) < 1.5);
-    assert!(mean(&theirs_to_ours) < 1.5);
+    assert!(mean(&ours_to_theirs) < 1.0);
+    assert!(mean(&theirs_to_ours) < 1.0);
+    assert!(percentile(&ours_to_theirs, 0.95) < 2.5);
 }

@@ -6,20 +6,27 @@
 //! a collapse across a thin part or a small handle can leave an edge in four
 //! triangles or a pair of back-to-back triangles, and a small closed part
 //! can be squashed flat and vanish. So:
-//! - decimation goes in rounds, each at most halving the triangle count and
-//!   each starting from the last watertight mesh, so that a round that
-//!   cannot be repaired costs only that round;
-//! - parts too small to survive the reduction are locked (not decimated at
-//!   all; speckles of a few voxels cost little);
-//! - back-to-back pairs are dropped from a round's result (the surface
-//!   around them is closed without them);
+//! - parts too small to survive the reduction ratio are locked (not
+//!   decimated at all; speckles of a few voxels cost little), and no run
+//!   aims below the locked triangles plus a minimum per movable part
+//!   (aiming lower makes the simplifier squash whole parts);
+//! - back-to-back pairs are dropped from a run's result (the surface around
+//!   them is closed without them);
 //! - the result is checked; the vertices around what is still wrong (edges
-//!   not used exactly once in each direction, zero-area triangles, parts
-//!   that vanished) are locked, with a few rings of neighbours, and the
-//!   round rerun: the simplifier then decimates everything else and leaves
-//!   that spot alone;
-//! - when a round still fails, the mesh of the previous round is returned
-//!   (watertight; the undecimated one at worst) and the report says so.
+//!   not used exactly once in each direction, zero-area triangles, small
+//!   parts that vanished) are locked, with a few rings of neighbours, and
+//!   the run repeated: the simplifier then decimates everything else and
+//!   leaves that spot alone;
+//! - decimation goes in rounds, each from the last watertight mesh: first
+//!   straight to the budget (one run keeps the error ordering global, and
+//!   usually succeeds, as on IRCADb), and when a round cannot be made
+//!   watertight, half or a quarter of the way instead; when even that
+//!   fails, the last watertight mesh is returned (the undecimated one at
+//!   worst) and the report says so.
+//!
+//! The checks keep the mesh closed and every part present; they do not keep
+//! the genus: the simplifier may close a small handle (a tunnel left by a
+//! vessel), which is harmless for a display and volume mesh.
 
 use meshopt::SimplifyOptions;
 
@@ -34,7 +41,8 @@ pub enum Decimation {
     /// Decimated to the budget, watertight.
     Reached,
     /// Decimated, watertight, but above the budget: further collapses were
-    /// locked (small parts, repaired spots) or broke the surface.
+    /// locked (small parts, repaired spots), broke the surface, or would
+    /// have moved it by more than the error limit.
     Partial,
     /// No collapse kept the mesh watertight: the undecimated mesh is
     /// returned.
@@ -65,7 +73,7 @@ const MIN_PART_TRIANGLES: usize = 64;
 /// is too low for the mesh, not a local accident.
 const ALWAYS_DECIMATED: usize = 1024;
 
-pub(crate) fn decimate(mesh: Mesh, max_triangles: usize) -> Decimated {
+pub(crate) fn decimate(mesh: Mesh, max_triangles: usize, max_error_mm: f32) -> Decimated {
     let count = mesh.triangles.len();
     if count <= max_triangles {
         return Decimated {
@@ -76,30 +84,25 @@ pub(crate) fn decimate(mesh: Mesh, max_triangles: usize) -> Decimated {
         };
     }
     let part = mesh.part_of_vertex();
-    let (offsets, neighbours) = one_rings(mesh.positions.len(), &mesh.triangles);
     let below = (MIN_PART_TRIANGLES * count / max_triangles).min(ALWAYS_DECIMATED);
-    let locks = small_part_locks(&mesh, &part, below);
+    let mut simplifier = Simplifier {
+        positions: &mesh.positions,
+        locks: small_part_locks(&mesh, &part, below),
+        rings: one_rings(mesh.positions.len(), &mesh.triangles),
+        part,
+        max_error_mm,
+        runs: 0,
+    };
 
     let mut current = mesh.triangles.clone();
     let mut error_mm = 0.0;
-    let mut runs = 0;
     while current.len() > max_triangles {
         // Straight to the budget (one run keeps the error ordering global);
         // when that cannot be made watertight, halving, or less.
         let step = [max_triangles, current.len() / 2, current.len() * 3 / 4]
             .into_iter()
             .map(|t| t.max(max_triangles))
-            .find_map(|target| {
-                round(
-                    &mesh.positions,
-                    &current,
-                    target,
-                    &part,
-                    &locks,
-                    &mut runs,
-                    |v| &neighbours[offsets[v]..offsets[v + 1]],
-                )
-            });
+            .find_map(|target| simplifier.round(&current, target));
         match step {
             Some((triangles, error)) if triangles.len() < current.len() => {
                 current = triangles;
@@ -108,6 +111,7 @@ pub(crate) fn decimate(mesh: Mesh, max_triangles: usize) -> Decimated {
             _ => break,
         }
     }
+    let runs = simplifier.runs;
 
     let outcome = if current.len() <= max_triangles {
         Decimation::Reached
@@ -129,75 +133,83 @@ pub(crate) fn decimate(mesh: Mesh, max_triangles: usize) -> Decimated {
     }
 }
 
-/// One round: `triangles` (watertight, indexing `positions`) simplified
-/// towards `target`, watertight, without a vanished part and with fewer
-/// triangles, or `None` when `RUNS_PER_ROUND` runs did not get there.
-fn round<'a>(
-    positions: &[[f32; 3]],
-    triangles: &[[u32; 3]],
-    target: usize,
-    part: &[u32],
-    locks: &[bool],
-    runs: &mut usize,
-    ring: impl Fn(usize) -> &'a [u32],
-) -> Option<(Vec<[u32; 3]>, f64)> {
-    let indices: Vec<u32> = triangles.iter().flatten().copied().collect();
-    // Spots locked by this round's failed runs are this round's affair:
-    // the next round meets a different mesh, and a failed attempt's locks
-    // would only hamper a gentler one.
-    let mut locks = locks.to_vec();
-    for _ in 0..RUNS_PER_ROUND {
-        let aim = floor(triangles, part, &locks).max(target);
-        // meshoptimizer asserts (aborts the process) on a target above the
-        // input count; at or above it there is nothing to do anyway.
-        if aim >= triangles.len() {
-            return None;
-        }
-        *runs += 1;
-        let mut error = 0.0f32;
-        // Absolute error so that the reported error is in mm; no limit,
-        // since the budget is what the caller asked for.
-        let out = meshopt::simplify_with_locks_decoder(
-            &indices,
-            positions,
-            &locks,
-            aim * 3,
-            f32::MAX,
-            SimplifyOptions::ErrorAbsolute,
-            Some(&mut error),
-        );
-        let mut result: Vec<[u32; 3]> = out
-            .chunks_exact(3)
-            .map(|t| [t[0], t[1], t[2]])
-            .filter(|&[a, b, c]| a != b && b != c && c != a)
-            .collect();
-        drop_twins(&mut result);
-        let c = check(positions, triangles, &result, part);
-        eprintln!("DEBUG target {aim} from {} got {} locked {} -> {}", triangles.len(), result.len(), locks.iter().filter(|&&l| l).count(), match &c { Check::Good => "good".to_string(), Check::Defects(b) => format!("{} bad", b.len()), Check::Hopeless => "hopeless".into() });
-        let bad = match c {
-            Check::Good if result.len() < triangles.len() => {
-                return Some((result, f64::from(error)));
+/// What the rounds share: the smoothed mesh's vertices (every round's
+/// triangles index them), its parts and one-rings, the locks every round
+/// starts from.
+struct Simplifier<'a> {
+    positions: &'a [[f32; 3]],
+    /// Representative vertex of each vertex's connected part.
+    part: Vec<u32>,
+    locks: Vec<bool>,
+    /// Offsets and neighbours, as `smooth::one_rings` returns them.
+    rings: (Vec<usize>, Vec<u32>),
+    max_error_mm: f32,
+    runs: usize,
+}
+
+impl Simplifier<'_> {
+    /// One round: `triangles` (watertight) simplified towards `target`,
+    /// watertight, without a vanished part and with fewer triangles, or
+    /// `None` when `RUNS_PER_ROUND` runs did not get there.
+    fn round(&mut self, triangles: &[[u32; 3]], target: usize) -> Option<(Vec<[u32; 3]>, f64)> {
+        let indices: Vec<u32> = triangles.iter().flatten().copied().collect();
+        // Spots locked by this round's failed runs are this round's affair:
+        // the next round meets a different mesh, and a failed attempt's
+        // locks would only hamper a gentler one.
+        let mut locks = self.locks.clone();
+        for _ in 0..RUNS_PER_ROUND {
+            let aim = floor(triangles, &self.part, &locks).max(target);
+            // meshoptimizer asserts (aborts the process) on a target above
+            // the input count; at or above it there is nothing to do anyway.
+            if aim >= triangles.len() {
+                return None;
             }
-            // Everything that could move is locked: no progress possible.
-            Check::Good => return None,
-            Check::Defects(bad) => bad,
-            Check::Hopeless => return None,
-        };
-        // Lock the defects and their neighbourhood. The rings are those of
-        // the smoothed mesh: a superset of the current one's neighbours'
-        // origins, close enough to cover the collapse that went wrong.
-        let mut frontier = bad;
-        for _ in 0..=LOCK_RINGS {
-            let mut next = Vec::new();
-            for v in frontier {
-                if !std::mem::replace(&mut locks[v as usize], true) {
-                    next.extend_from_slice(ring(v as usize));
+            self.runs += 1;
+            let mut error = 0.0f32;
+            // Absolute error: the limit and the reported error are in mm.
+            let out = meshopt::simplify_with_locks_decoder(
+                &indices,
+                self.positions,
+                &locks,
+                aim * 3,
+                self.max_error_mm,
+                SimplifyOptions::ErrorAbsolute,
+                Some(&mut error),
+            );
+            let mut result: Vec<[u32; 3]> = out
+                .chunks_exact(3)
+                .map(|t| [t[0], t[1], t[2]])
+                .filter(|&[a, b, c]| a != b && b != c && c != a)
+                .collect();
+            drop_twins(&mut result);
+            let bad = match check(self.positions, triangles, &result, &self.part) {
+                Check::Good if result.len() < triangles.len() => {
+                    return Some((result, f64::from(error)));
                 }
+                // Everything that could move is locked, or the error limit
+                // allows no collapse: no progress possible.
+                Check::Good => return None,
+                Check::Defects(bad) => bad,
+                Check::Hopeless => return None,
+            };
+            // Lock the defects and their neighbourhood. The rings are those
+            // of the smoothed mesh: close enough to cover the collapse that
+            // went wrong, which came from a vertex a few edges away.
+            let (offsets, neighbours) = &self.rings;
+            let mut frontier = bad;
+            for _ in 0..=LOCK_RINGS {
+                let mut next = Vec::new();
+                for v in frontier {
+                    let v = v as usize;
+                    if !std::mem::replace(&mut locks[v], true) {
+                        next.extend_from_slice(&neighbours[offsets[v]..offsets[v + 1]]);
+                    }
+                }
+                frontier = next;
             }
-            frontier = next;
         }
+        None
     }
-    None
 }
 
 /// The fewest triangles a run may aim for: all of the locked ones plus

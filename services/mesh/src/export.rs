@@ -15,6 +15,8 @@ use crate::Mesh;
 /// marks ASCII STL to many readers).
 const STL_HEADER: &[u8] = b"liverseg liver surface; binary STL; mm, DICOM LPS patient coordinates";
 
+const _: () = assert!(STL_HEADER.len() <= 80);
+
 /// Liver-like base colour, linear RGB (sRGB about 160, 70, 55).
 const LIVER_RGBA: [f32; 4] = [0.35, 0.062, 0.034, 1.0];
 
@@ -181,8 +183,13 @@ impl Mesh {
     }
 }
 
+/// A JSON array of f32 written with their shortest decimal form, so that a
+/// reader parsing them back as f32 gets exactly the stored values (the
+/// validator compares accessor min/max with the data).
 fn json_vec3(v: [f32; 3]) -> serde_json::Value {
-    serde_json::Value::from(v.to_vec())
+    v.iter()
+        .map(|x| x.to_string().parse::<f64>().unwrap_or(f64::from(*x)))
+        .collect()
 }
 
 /// The GLB container: a 12-byte header, then the JSON chunk padded with

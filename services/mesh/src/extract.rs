@@ -149,7 +149,7 @@ pub(crate) fn extract(mask: &[u8], grid: &VoxelGrid) -> Result<Extracted, MeshEr
 }
 
 /// Marks "no change needed" in the fix table.
-const NO_FIX: u8 = u8::MAX;
+pub(crate) const NO_FIX: u8 = u8::MAX;
 
 /// For each cube configuration (bit i set: corner i inside, corner i at
 /// offset (i & 1, i >> 1 & 1, i >> 2 & 1)), the outside corner to turn
@@ -158,7 +158,7 @@ fn fix_table() -> [u8; 256] {
     std::array::from_fn(|config| fix_for(config as u8))
 }
 
-fn fix_for(config: u8) -> u8 {
+pub(crate) fn fix_for(config: u8) -> u8 {
     let inside = |c: u8| config >> c & 1 == 1;
     // A saddle square: two diagonal corners of a face inside, the other two
     // outside. Turn the lower-numbered outside one inside.
@@ -182,7 +182,7 @@ fn fix_for(config: u8) -> u8 {
 }
 
 /// Connected groups of the corners in `set`, along cube edges.
-fn parts(set: u8) -> usize {
+pub(crate) fn parts(set: u8) -> usize {
     let mut seen = 0u8;
     let mut count = 0;
     for start in 0..8 {

@@ -161,31 +161,9 @@ impl Mesh {
         roots.len()
     }
 
-    /// For each vertex, a representative vertex of its connected part
-    /// (union-find over triangle edges; out-of-range indices ignored).
+    /// For each vertex, a representative vertex of its connected part.
     pub(crate) fn part_of_vertex(&self) -> Vec<u32> {
-        let n = self.positions.len();
-        let mut parent: Vec<u32> = (0..n as u32).collect();
-        fn root(parent: &mut [u32], mut i: u32) -> u32 {
-            while parent[i as usize] != i {
-                let up = parent[parent[i as usize] as usize];
-                parent[i as usize] = up;
-                i = up;
-            }
-            i
-        }
-        for t in &self.triangles {
-            if t.iter().any(|&i| i as usize >= n) {
-                continue;
-            }
-            for (a, b) in [(t[0], t[1]), (t[1], t[2])] {
-                let (a, b) = (root(&mut parent, a), root(&mut parent, b));
-                if a != b {
-                    parent[a as usize] = b;
-                }
-            }
-        }
-        (0..n as u32).map(|i| root(&mut parent, i)).collect()
+        part_of_vertex(self.positions.len(), &self.triangles)
     }
 
     /// Drops vertices no triangle uses, keeping the others' order.
@@ -208,4 +186,30 @@ impl Mesh {
             *t = t.map(|i| map[i as usize]);
         }
     }
+}
+
+/// For each of `n` vertices, a representative vertex of its connected part
+/// (union-find over triangle edges; out-of-range indices ignored).
+pub(crate) fn part_of_vertex(n: usize, triangles: &[[u32; 3]]) -> Vec<u32> {
+    let mut parent: Vec<u32> = (0..n as u32).collect();
+    fn root(parent: &mut [u32], mut i: u32) -> u32 {
+        while parent[i as usize] != i {
+            let up = parent[parent[i as usize] as usize];
+            parent[i as usize] = up;
+            i = up;
+        }
+        i
+    }
+    for t in triangles {
+        if t.iter().any(|&i| i as usize >= n) {
+            continue;
+        }
+        for (a, b) in [(t[0], t[1]), (t[1], t[2])] {
+            let (a, b) = (root(&mut parent, a), root(&mut parent, b));
+            if a != b {
+                parent[a as usize] = b;
+            }
+        }
+    }
+    (0..n as u32).map(|i| root(&mut parent, i)).collect()
 }

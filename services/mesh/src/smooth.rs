@@ -7,10 +7,18 @@
 //! repeated Laplacian steps. Uniform weights: surface-nets triangles are
 //! all of similar size per axis, and cotangent weights would misbehave on
 //! the slivers a staircase produces.
+//!
+//! Parts with fewer than `MIN_PART_VERTICES` vertices (speckles of a few
+//! voxels) are left as extracted: on so small a mesh every frequency is
+//! above the pass band and the filter shrinks the part to a point.
 
 const LAMBDA: f64 = 0.5;
 /// Pass-band frequency 1/lambda + 1/mu ~ 0.11, Taubin's usual choice.
 const MU: f64 = -0.53;
+
+/// Measured: a lone voxel (8 vertices) collapses, 7 voxels (32) lose 60%
+/// of their volume, 19 voxels (56) 3%.
+const MIN_PART_VERTICES: usize = 48;
 
 /// Smooths `positions` in place; topology is untouched.
 pub(crate) fn taubin(positions: &mut [[f64; 3]], triangles: &[[u32; 3]], iterations: u32) {
@@ -18,13 +26,22 @@ pub(crate) fn taubin(positions: &mut [[f64; 3]], triangles: &[[u32; 3]], iterati
         return;
     }
     let (offsets, neighbours) = one_rings(positions.len(), triangles);
+    let part = crate::mesh::part_of_vertex(positions.len(), triangles);
+    let mut size = vec![0usize; positions.len()];
+    for &p in &part {
+        size[p as usize] += 1;
+    }
+    let frozen: Vec<bool> = part
+        .iter()
+        .map(|&p| size[p as usize] < MIN_PART_VERTICES)
+        .collect();
     let mut next = positions.to_vec();
     for _ in 0..iterations {
         for factor in [LAMBDA, MU] {
             for (v, out) in next.iter_mut().enumerate() {
                 let ring = &neighbours[offsets[v]..offsets[v + 1]];
                 let p = positions[v];
-                if ring.is_empty() {
+                if ring.is_empty() || frozen[v] {
                     *out = p;
                     continue;
                 }
