@@ -107,6 +107,34 @@ fn send_ct(port: u16, called: &str, dir: &Path) {
     );
 }
 
+/// A PACS configured but not started, and liverseg delivering to it by
+/// C-STORE (and STOW-RS when `stow`) with 1 s backoff up to `backoff_max`.
+fn pacs_down(
+    dir: &Path,
+    stow: bool,
+    backoff_max: u32,
+    max_attempts: u32,
+) -> Option<(Orthanc, Service)> {
+    let pacs = Orthanc::configure(dir, None)?;
+    let (max, attempts) = (backoff_max.to_string(), max_attempts.to_string());
+    let root = pacs.dicomweb_root();
+    let mut env = vec![
+        ("LIVERSEG__DELIVERY__DESTINATIONS", pacs.destination()),
+        (
+            "LIVERSEG__DELIVERY__BACKOFF_INITIAL_SECONDS",
+            "1".to_string(),
+        ),
+        ("LIVERSEG__DELIVERY__BACKOFF_MAX_SECONDS", max),
+        ("LIVERSEG__DELIVERY__MAX_ATTEMPTS", attempts),
+    ];
+    if stow {
+        env.push(("LIVERSEG__DELIVERY__STOW_URLS", root));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let svc = Service::start(dir, &env);
+    Some((pacs, svc))
+}
+
 /// The hospital path: the modality stores to the PACS, the PACS routes the
 /// stable CT series to liverseg, liverseg sends the results back.
 #[test]
@@ -156,19 +184,9 @@ fn pacs_routes_ct_and_receives_seg_stl_and_sr() {
 fn results_arrive_after_the_pacs_comes_back() {
     let Some(ct) = ircadb() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let Some(mut pacs) = Orthanc::configure(tmp.path(), None) else {
+    let Some((mut pacs, svc)) = pacs_down(tmp.path(), true, 2, 1000) else {
         return;
     };
-    let svc = Service::start(
-        tmp.path(),
-        &[
-            ("LIVERSEG__DELIVERY__DESTINATIONS", &pacs.destination()),
-            ("LIVERSEG__DELIVERY__STOW_URLS", &pacs.dicomweb_root()),
-            ("LIVERSEG__DELIVERY__BACKOFF_INITIAL_SECONDS", "1"),
-            ("LIVERSEG__DELIVERY__BACKOFF_MAX_SECONDS", "2"),
-            ("LIVERSEG__DELIVERY__MAX_ATTEMPTS", "1000"),
-        ],
-    );
     send_ct(svc.dicom_port, "LIVERSEG", &ct.series_dir);
     let failed = svc.wait_for_job_state(&ct.series_uid, "failed", 300);
     let detail = failed["detail"].as_str().unwrap();
@@ -195,18 +213,9 @@ fn results_arrive_after_the_pacs_comes_back() {
 fn dead_letters_are_listed_and_replayed() {
     let Some(ct) = ircadb() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let Some(mut pacs) = Orthanc::configure(tmp.path(), None) else {
+    let Some((mut pacs, svc)) = pacs_down(tmp.path(), false, 1, 2) else {
         return;
     };
-    let svc = Service::start(
-        tmp.path(),
-        &[
-            ("LIVERSEG__DELIVERY__DESTINATIONS", &pacs.destination()),
-            ("LIVERSEG__DELIVERY__BACKOFF_INITIAL_SECONDS", "1"),
-            ("LIVERSEG__DELIVERY__BACKOFF_MAX_SECONDS", "1"),
-            ("LIVERSEG__DELIVERY__MAX_ATTEMPTS", "2"),
-        ],
-    );
     send_ct(svc.dicom_port, "LIVERSEG", &ct.series_dir);
     let dead = svc.wait_for_job_state(&ct.series_uid, "dead", 300);
     let id = dead["id"].as_str().unwrap().to_string();

@@ -109,13 +109,27 @@ fn ircadb_series_reaches_its_floor() {
     let same = eval(&every.join("mask.nii.gz"), &dir.path().join("mask.nii.gz"));
     assert!(same["dice"].as_f64().unwrap() >= 0.999, "{same}");
     std::fs::remove_dir_all(&every).unwrap();
-    // Nothing left behind but the two results.
+    // The SEG carries the same mask as the NIfTI file.
+    let from_seg = eval(&dir.path().join("seg.dcm"), &truth);
+    assert_eq!(from_seg["dice"], r["dice"], "{from_seg}");
+    // Nothing left behind but the results.
     let mut names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["mask.nii.gz", "summary.json"]);
+    assert_eq!(
+        names,
+        [
+            "liver.glb",
+            "liver.stl",
+            "mask.nii.gz",
+            "seg.dcm",
+            "sr.dcm",
+            "stl.dcm",
+            "summary.json"
+        ]
+    );
 }
 
 #[test]
