@@ -143,6 +143,9 @@ impl SqlStore {
         self.writer.close().await;
     }
 
+    /// The schema version this build migrates to.
+    pub const LATEST_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
     /// The schema version this database is at.
     pub async fn schema_version(&self) -> Result<i64> {
         let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_version")
