@@ -6,7 +6,6 @@
 //!         cargo bench -p liverseg-tests --bench inference
 
 use liverseg_tests::python::{ircadb_model_inputs, models_dir, python, testkit};
-use liverseg_tests::service::binary;
 use liverseg_tests::test_data;
 use std::time::Instant;
 
@@ -108,27 +107,13 @@ fn main() {
     );
 
     // The whole command on the 129-slice series.
-    let bin = binary();
     let mut walls = Vec::new();
     let mut last = serde_json::Value::Null;
     for _ in 0..3 {
         let out = dir.path().join("out");
         let t = Instant::now();
-        let run = std::process::Command::new(&bin)
-            .arg("segment")
-            .arg(&series)
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        last = liverseg_tests::cli::segment(&series, &out);
         walls.push(t.elapsed().as_secs_f64());
-        last = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
-            .unwrap();
     }
     println!(
         "liverseg segment, IRCADb 01 ({} slices): median {:.2} s wall over 3 runs (goal < 6 s); last run: {}",

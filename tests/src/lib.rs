@@ -1,6 +1,7 @@
 //! Test harness: starts real servers on loopback (random ports, temporary
 //! directories), stops them by PID when dropped. Nothing here is a mock.
 
+pub mod cli;
 pub mod dcmtk;
 pub mod orthanc;
 pub mod postgres;

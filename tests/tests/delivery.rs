@@ -5,10 +5,9 @@
 use liverseg_dicom::instance::read_header;
 use liverseg_tests::dcmtk::storescu;
 use liverseg_tests::orthanc::{Orthanc, StoredSeries};
-use liverseg_tests::service::{Service, binary};
+use liverseg_tests::service::Service;
 use liverseg_tests::{free_port, test_data, wait_until};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 /// The cross-validated floor of the shipped model on this patient (as in
@@ -82,19 +81,7 @@ fn seg_dice(pacs: &Orthanc, series: &[StoredSeries], mask_dir: &Path, tmp: &Path
     let seg = series.iter().find(|s| s.modality == "SEG").unwrap();
     let path = tmp.join("from-pacs-seg.dcm");
     std::fs::write(&path, pacs.instance_file(&seg.instances[0])).unwrap();
-    let out = Command::new(binary())
-        .args(["eval", "--json", "--pred"])
-        .arg(&path)
-        .arg("--truth")
-        .arg(mask_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = liverseg_tests::cli::eval(&path, mask_dir);
     c["dice"].as_f64().unwrap()
 }
 

@@ -379,18 +379,7 @@ fn highdicom_rebuilds_the_mask_liverseg_segment_wrote() {
     assert!(out.status.success());
     for (name, series) in [("ircadb", ct), ("oblique", oblique)] {
         let out_dir = dir.path().join(format!("out-{name}"));
-        let run = Command::new(liverseg_tests::service::binary())
-            .arg("segment")
-            .arg(&series)
-            .arg("--out")
-            .arg(&out_dir)
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        liverseg_tests::cli::segment(&series, &out_dir);
         if let Some(verifier) = program("dciodvfy") {
             for file in ["seg.dcm", "stl.dcm", "sr.dcm"] {
                 // Asserts exit 0 and no error line.

@@ -3,22 +3,20 @@
 //! triangle budget and the enclosed volume, and compared with the expert's
 //! own mesh shipped with the dataset (MESHES_VTK/liver.vtk).
 
-use liverseg_core::geometry::{cross, dot, sub};
+use liverseg_core::geometry::{dot, sub};
 use liverseg_mesh::{Mesh, Options, VoxelGrid, surface};
 use liverseg_tests::test_data;
 use std::path::Path;
 use std::time::Instant;
 
-/// The grid of a loaded series, as `liverseg segment` builds it
-/// (services/liverseg/src/offline.rs, `volume_grid`).
+/// The grid of a loaded series, exactly as the worker meshes it.
 fn volume_grid(v: &liverseg_dicom::volume::Volume) -> VoxelGrid {
-    let o = v.orientation;
-    let (row_cos, col_cos) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+    let g = liverseg_worker::results::volume_grid(v);
     VoxelGrid {
-        dims: v.dims,
-        spacing: v.spacing,
-        origin: v.origin,
-        axes: [cross(row_cos, col_cos), col_cos, row_cos],
+        dims: g.dims,
+        spacing: g.spacing,
+        origin: g.origin,
+        axes: g.axes,
     }
 }
 

@@ -2,12 +2,12 @@
 //! accuracy floors, transfer syntaxes, storage order, NIfTI input, DICOM SEG
 //! truth, and clean failures on bad input.
 
+use liverseg_tests::cli::{eval, liverseg, ok, segment};
 use liverseg_tests::python::{python, testkit};
-use liverseg_tests::service::binary;
 use liverseg_tests::{program, test_data};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 /// Regression floors, set from the shipped model's measured results (see the
@@ -15,46 +15,6 @@ use std::sync::OnceLock;
 const IRCADB_01_MIN_DICE: f64 = 0.945;
 const IRCADB_01_MAX_HD95_MM: f64 = 5.0;
 const LITS_117_MIN_DICE: f64 = 0.97;
-
-fn liverseg(args: &[&OsStr]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .output()
-        .expect("run liverseg")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "liverseg failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn segment(input: &Path, out: &Path) -> serde_json::Value {
-    ok(&liverseg(&[
-        "segment".as_ref(),
-        input.as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ]));
-    let summary = std::fs::read_to_string(out.join("summary.json")).expect("summary.json");
-    serde_json::from_str(&summary).expect("summary is JSON")
-}
-
-fn eval(pred: &Path, truth: &Path) -> serde_json::Value {
-    let out = ok(&liverseg(&[
-        "eval".as_ref(),
-        "--json".as_ref(),
-        "--pred".as_ref(),
-        pred.as_os_str(),
-        "--truth".as_ref(),
-        truth.as_os_str(),
-    ]));
-    serde_json::from_str(&out).expect("eval --json prints JSON")
-}
 
 fn ircadb(data: &Path) -> (PathBuf, PathBuf) {
     let d = data.join("dicom/ircadb_01");

@@ -151,16 +151,7 @@ fn result_files(
     }
     let Some(d) = dicom else {
         let (mesh, _) = results::liver_mesh(grid, &seg.mask, max_triangles)?;
-        let file = |kind, file_name, bytes| results::Artifact {
-            kind,
-            file_name,
-            dicom: None,
-            bytes,
-        };
-        return Ok(vec![
-            file("stl", "liver.stl", mesh.to_stl()),
-            file("glb", "liver.glb", mesh.to_glb()),
-        ]);
+        return Ok(results::mesh_files(&mesh).into());
     };
     // Deterministic: the same series and model give the same UIDs.
     let mut uids = d.volume.sop_instance_uids.clone();

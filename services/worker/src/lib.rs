@@ -344,12 +344,11 @@ impl Consumer {
         let mut artifacts = produced.artifacts;
         // The summary is a result too: a resumed job (delivery retry) reads
         // it back, and a run that found no liver still leaves a record.
-        artifacts.push(results::Artifact {
-            kind: "summary",
-            file_name: "summary.json",
-            dicom: None,
-            bytes: produced.summary.to_string().into_bytes(),
-        });
+        artifacts.push(results::Artifact::file(
+            "summary",
+            "summary.json",
+            produced.summary.to_string().into_bytes(),
+        ));
         let objects = tokio::task::spawn_blocking(move || {
             artifacts
                 .into_iter()

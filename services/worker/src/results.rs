@@ -29,6 +29,39 @@ pub struct Artifact {
     pub bytes: Vec<u8>,
 }
 
+impl Artifact {
+    /// A file that is not DICOM (mesh, summary): kept, not sent to the PACS.
+    pub fn file(kind: &'static str, file_name: &'static str, bytes: Vec<u8>) -> Artifact {
+        Artifact {
+            kind,
+            file_name,
+            dicom: None,
+            bytes,
+        }
+    }
+
+    fn dicom(kind: &'static str, file_name: &'static str, p: derived::Produced) -> Artifact {
+        Artifact {
+            kind,
+            file_name,
+            dicom: Some(DicomIdentity {
+                sop_class_uid: p.sop_class_uid,
+                sop_instance_uid: p.sop_instance_uid,
+                series_uid: p.series_instance_uid,
+            }),
+            bytes: p.bytes,
+        }
+    }
+}
+
+/// The mesh as the browser and printer files: binary STL and GLB.
+pub fn mesh_files(mesh: &liverseg_mesh::Mesh) -> [Artifact; 2] {
+    [
+        Artifact::file("stl", "liver.stl", mesh.to_stl()),
+        Artifact::file("glb", "liver.glb", mesh.to_glb()),
+    ]
+}
+
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct StageSeconds {
     pub seg: f64,
@@ -129,18 +162,17 @@ pub fn build(
     max_triangles: usize,
 ) -> Result<ResultSet, ResultError> {
     let mut seconds = StageSeconds::default();
-    let mut set = ResultSet {
-        artifacts: Vec::new(),
-        frame_of_reference_repaired: false,
-        mesh: None,
-        seconds: StageSeconds::default(),
-    };
     if !mask.contains(&1) {
-        return Ok(set);
+        return Ok(ResultSet {
+            artifacts: Vec::new(),
+            frame_of_reference_repaired: false,
+            mesh: None,
+            seconds,
+        });
     }
     let src = Source::from_volume(volume, header_file).map_err(ResultError::Source)?;
     let algo = algorithm(manifest);
-    set.frame_of_reference_repaired = derived::frame_of_reference(&src, ctx).1;
+    let frame_of_reference_repaired = derived::frame_of_reference(&src, ctx).1;
 
     let started = Instant::now();
     let seg = info_span!("seg").in_scope(|| derived::segmentation(&src, mask, &algo, ctx));
@@ -153,12 +185,10 @@ pub fn build(
         .in_scope(|| liver_mesh(&volume_grid(volume), mask, max_triangles))
         .map_err(ResultError::Mesh)?;
     span.record("triangles", mesh.triangles.len());
-    let stl = mesh.to_stl();
-    let glb = mesh.to_glb();
-    let stl_document = derived::encapsulated_stl(&src, &stl, "Liver surface", ctx)
+    let [stl, glb] = mesh_files(&mesh);
+    let stl_document = derived::encapsulated_stl(&src, &stl.bytes, "Liver surface", ctx)
         .map_err(ResultError::StlDocument)?;
     seconds.mesh = started.elapsed().as_secs_f64();
-    set.mesh = Some(report);
 
     let started = Instant::now();
     let sr = info_span!("sr")
@@ -166,29 +196,16 @@ pub fn build(
         .map_err(ResultError::Report)?;
     seconds.sr = started.elapsed().as_secs_f64();
 
-    let dicom = |kind, file_name, p: derived::Produced| Artifact {
-        kind,
-        file_name,
-        dicom: Some(DicomIdentity {
-            sop_class_uid: p.sop_class_uid,
-            sop_instance_uid: p.sop_instance_uid,
-            series_uid: p.series_instance_uid,
-        }),
-        bytes: p.bytes,
-    };
-    let file = |kind, file_name, bytes| Artifact {
-        kind,
-        file_name,
-        dicom: None,
-        bytes,
-    };
-    set.artifacts = vec![
-        dicom("seg", "seg.dcm", seg),
-        dicom("stl-document", "stl.dcm", stl_document),
-        dicom("sr", "sr.dcm", sr),
-        file("stl", "liver.stl", stl),
-        file("glb", "liver.glb", glb),
-    ];
-    set.seconds = seconds;
-    Ok(set)
+    Ok(ResultSet {
+        artifacts: vec![
+            Artifact::dicom("seg", "seg.dcm", seg),
+            Artifact::dicom("stl-document", "stl.dcm", stl_document),
+            Artifact::dicom("sr", "sr.dcm", sr),
+            stl,
+            glb,
+        ],
+        frame_of_reference_repaired,
+        mesh: Some(report),
+        seconds,
+    })
 }
