@@ -106,6 +106,7 @@ async fn sqlite_data_survives_reopen() {
         },
     };
     let new = NewJob {
+        kind: liverseg_core::JobKind::Segment,
         study_uid: study.into(),
         series_uid: series.into(),
         fingerprint: "fp".into(),

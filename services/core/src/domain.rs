@@ -161,6 +161,11 @@ pub struct InstanceMeta {
     pub pixel_spacing: Option<[f64; 2]>,
     pub slice_thickness: Option<f64>,
     pub frame_of_reference_uid: Option<String>,
+    /// Patient, study, series and instance attributes that DICOMweb
+    /// searches match and return, as DICOM JSON elements keyed by tag
+    /// (`"00100010"`), so a search never has to open a file.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attributes: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// One stored DICOM instance.
@@ -196,9 +201,47 @@ pub struct SeriesRecord {
 }
 
 /// A unit of work for the worker: one complete CT series.
+/// What a job does: segment a received series, or turn a radiologist's
+/// corrected SEG into its mesh and volume report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    #[default]
+    Segment,
+    Correction,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Segment => "segment",
+            JobKind::Correction => "correction",
+        }
+    }
+}
+
+impl FromStr for JobKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "segment" => Ok(JobKind::Segment),
+            "correction" => Ok(JobKind::Correction),
+            other => Err(format!("unknown job kind {other:?}")),
+        }
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: JobId,
+    #[serde(default)]
+    pub kind: JobKind,
     pub study_uid: String,
     pub series_uid: String,
     /// SHA-256 over the series' sorted (SOP Instance UID, content hash) pairs:
@@ -255,6 +298,80 @@ pub struct DeliveryRecord {
 
 /// The message the queue carries. Small on purpose: the worker reads the
 /// rest from the metadata store.
+/// Where a segmentation version came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SegOrigin {
+    /// Written by the worker from the model's mask.
+    Ai,
+    /// Sent back by a person (OHIF export, STOW-RS, C-STORE, gRPC).
+    Correction,
+}
+
+impl SegOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SegOrigin::Ai => "ai",
+            SegOrigin::Correction => "correction",
+        }
+    }
+}
+
+impl FromStr for SegOrigin {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ai" => Ok(SegOrigin::Ai),
+            "correction" => Ok(SegOrigin::Correction),
+            other => Err(format!("unknown segmentation origin {other:?}")),
+        }
+    }
+}
+
+/// One step in a segmentation's history: the model that drew it, then
+/// each person or tool that changed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlgorithmStep {
+    /// SegmentAlgorithmType: AUTOMATIC, SEMIAUTOMATIC or MANUAL.
+    pub algorithm_type: String,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    /// Manufacturer and software of the system that wrote the object.
+    pub software: Option<String>,
+    /// How it reached liverseg: worker, stow, cstore or grpc.
+    pub via: String,
+    pub at: i64,
+}
+
+/// A version of the liver segmentation of one CT series. Versions are
+/// numbered from 1 (the AI result) and never replaced; each correction
+/// points at the version it followed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegVersion {
+    pub sop_instance_uid: String,
+    /// The SEG's own series.
+    pub series_uid: String,
+    /// The CT series it segments.
+    pub source_series_uid: String,
+    pub study_uid: String,
+    /// Assigned by the store.
+    pub version: i64,
+    /// SOP Instance UID of the previous version; assigned by the store.
+    pub predecessor: Option<String>,
+    pub origin: SegOrigin,
+    /// The job that wrote it (AI) or that derives its mesh and report.
+    pub job_id: Option<JobId>,
+    pub blob_key: String,
+    pub sha256: String,
+    pub history: Vec<AlgorithmStep>,
+    /// Against the AI result (1.0 for the AI result itself).
+    pub dice_vs_ai: Option<f64>,
+    pub volume_ml: Option<f64>,
+    /// This version's volume minus the AI result's.
+    pub volume_change_ml: Option<f64>,
+    pub created_at: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobMessage {
     pub job_id: JobId,

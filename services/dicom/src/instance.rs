@@ -24,6 +24,8 @@ pub enum InstanceError {
         #[source]
         source: Box<dicom_object::ReadError>,
     },
+    #[error("not a readable Part 10 object: {0}")]
+    Decode(#[source] Box<dicom_object::ReadError>),
     #[error("data set lacks {0}")]
     MissingUid(&'static str),
     #[error("{attribute} {value:?} is not a valid UID")]
@@ -167,18 +169,139 @@ pub fn parse_object(obj: &InMemDicomObject) -> Result<Parsed, InstanceError> {
         pixel_spacing: pixel_spacing.and_then(|v| v.get(..2)?.try_into().ok()),
         slice_thickness: slice_thickness.and_then(|v| v.first().copied()),
         frame_of_reference_uid: text(obj, tags::FRAME_OF_REFERENCE_UID),
+        attributes: index_attributes(obj),
     };
     Ok(Parsed { identity, meta })
 }
 
+/// Attributes a DICOMweb search matches or returns (PS3.18 table 10.6.1-5
+/// and what OHIF's study list shows), kept with each instance record.
+pub const INDEXED: &[Tag] = &[
+    tags::SPECIFIC_CHARACTER_SET,
+    tags::STUDY_DATE,
+    tags::SERIES_DATE,
+    tags::CONTENT_DATE,
+    tags::STUDY_TIME,
+    tags::SERIES_TIME,
+    tags::CONTENT_TIME,
+    tags::ACCESSION_NUMBER,
+    tags::MODALITY,
+    tags::MANUFACTURER,
+    tags::REFERRING_PHYSICIAN_NAME,
+    tags::STUDY_DESCRIPTION,
+    tags::SERIES_DESCRIPTION,
+    tags::PATIENT_NAME,
+    tags::PATIENT_ID,
+    tags::PATIENT_BIRTH_DATE,
+    tags::PATIENT_SEX,
+    tags::BODY_PART_EXAMINED,
+    tags::STUDY_ID,
+    tags::SERIES_NUMBER,
+    tags::INSTANCE_NUMBER,
+    tags::ROWS,
+    tags::COLUMNS,
+    tags::BITS_ALLOCATED,
+    tags::NUMBER_OF_FRAMES,
+    tags::CONTENT_LABEL,
+    tags::CONTENT_DESCRIPTION,
+];
+
+/// The [`INDEXED`] attributes present in `obj` as DICOM JSON elements
+/// (PS3.18 F.2) keyed by tag: PN as `{"Alphabetic": ...}`, IS/DS and binary
+/// numbers as JSON numbers, everything else as strings. Empty attributes
+/// are kept with no `Value`, as the JSON model requires.
+pub fn index_attributes(
+    obj: &InMemDicomObject,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    use dicom_core::VR;
+    use serde_json::{Value, json};
+    let mut out = std::collections::BTreeMap::new();
+    for &tag in INDEXED {
+        let Some(e) = obj.get(tag) else { continue };
+        let vr = e.vr();
+        let key = format!("{:04X}{:04X}", tag.group(), tag.element());
+        let values: Vec<Value> = match vr {
+            VR::US | VR::SS | VR::UL | VR::SL => e
+                .to_multi_int::<i64>()
+                .map(|v| v.into_iter().map(Value::from).collect())
+                .unwrap_or_default(),
+            _ => {
+                let raw = e.to_str().map(|s| s.into_owned()).unwrap_or_default();
+                raw.split('\\')
+                    .map(|p| p.trim_matches(|c: char| c == '\0' || c.is_whitespace()))
+                    .filter(|p| !p.is_empty())
+                    .map(|p| match vr {
+                        VR::PN => json!({ "Alphabetic": p.split('=').next().unwrap_or(p) }),
+                        VR::IS => p
+                            .trim_start_matches('+')
+                            .parse::<i64>()
+                            .map(Value::from)
+                            .unwrap_or_else(|_| Value::from(p)),
+                        VR::DS => p
+                            .trim_start_matches('+')
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|v| v.is_finite())
+                            .map(Value::from)
+                            .unwrap_or_else(|| Value::from(p)),
+                        _ => Value::from(p),
+                    })
+                    .collect()
+            }
+        };
+        let mut element = serde_json::Map::new();
+        element.insert("vr".into(), Value::from(vr.to_string()));
+        if !values.is_empty() {
+            element.insert("Value".into(), Value::Array(values));
+        }
+        out.insert(key, Value::Object(element));
+    }
+    out
+}
+
+/// Identity, metadata and transfer syntax of a Part 10 object in memory.
+pub fn parse_part10(bytes: &[u8]) -> Result<(Parsed, String), InstanceError> {
+    let body = bytes
+        .get(128..)
+        .filter(|b| b.starts_with(b"DICM"))
+        .ok_or_else(|| InstanceError::MissingUid("the Part 10 preamble"))?;
+    let obj = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(body)
+        .map_err(|e| InstanceError::Decode(Box::new(e)))?;
+    let ts = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    Ok((parse_object(&obj)?, ts))
+}
+
+/// The transfer syntax named in a Part 10 file's meta group.
+pub fn read_header_and_transfer_syntax(path: &Path) -> Result<(Parsed, String), InstanceError> {
+    let obj = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .map_err(|source| InstanceError::Read {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+    let ts = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    Ok((parse_object(&obj)?, ts))
+}
+
 /// A string value, trimmed of padding; `None` when absent or empty.
-pub(crate) fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+pub fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     let v = obj.get(tag)?.to_str().ok()?;
     let v = v.trim_matches(|c: char| c == '\0' || c.is_whitespace());
     (!v.is_empty()).then(|| v.to_string())
 }
 
-pub(crate) fn int(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
+pub fn int(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
     let e = obj.get(tag)?;
     e.to_int::<u32>()
         .ok()
@@ -187,7 +310,7 @@ pub(crate) fn int(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
 
 /// Decimal strings parsed leniently (stray spaces, `+` signs); `None` when
 /// any value is missing or not finite, so a broken vector is never half-used.
-pub(crate) fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
+pub fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
     let s = text(obj, tag)?;
     s.split('\\')
         .map(|p| {
@@ -200,7 +323,7 @@ pub(crate) fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
         .collect()
 }
 
-pub(crate) fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
+pub fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
     obj.get(tag)?.items()?.first()
 }
 

@@ -8,13 +8,17 @@
 //! * [`series`]: geometry of a series and the sanity checks a CT series must
 //!   pass before it becomes a job.
 //! * [`sop`] and [`uid`]: SOP classes, transfer syntaxes, UID hygiene.
-//! * [`seg`]: reading Segmentation objects (truth masks, corrections).
+//! * [`seg`]: reading Segmentation objects (truth masks, corrections) and
+//!   placing them on a series.
+//! * [`repair`]: lenient reading of carelessly written objects and the
+//!   fixes that are safe to make.
 //! * [`derived`]: writing the SEG, Encapsulated STL and volume SR that go
 //!   back to the PACS.
 
 pub mod derived;
 pub mod dimse;
 pub mod instance;
+pub mod repair;
 pub mod scu;
 pub mod seg;
 pub mod series;

@@ -7,9 +7,11 @@
 //! as set where it exceeds half of MaximumFractionalValue.
 
 use crate::instance::{first_item, floats, int, text};
+use crate::series::{dot, slice_normal};
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
+use liverseg_core::InstanceMeta;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +103,9 @@ fn group_value<const N: usize>(
         .and_then(|v| v.get(..N)?.try_into().ok())
 }
 
-fn parse(obj: &InMemDicomObject) -> Result<Segmentation, String> {
+/// Reads a Segmentation from a data set already in memory; `Err` says
+/// what is wrong, phrased for the sender.
+pub fn parse(obj: &InMemDicomObject) -> Result<Segmentation, String> {
     let class = text(obj, tags::SOP_CLASS_UID).unwrap_or_default();
     if class != crate::sop::SEGMENTATION_STORAGE {
         return Err(format!("not a Segmentation (SOP Class {class:?})"));
@@ -223,4 +227,269 @@ fn parse(obj: &InMemDicomObject) -> Result<Segmentation, String> {
         segments,
         frames,
     })
+}
+
+/// The slices of a CT series that a segmentation must land on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slices {
+    pub rows: usize,
+    pub columns: usize,
+    pub orientation: [f64; 6],
+    /// Spacing between rows, then between columns (PixelSpacing order).
+    pub pixel_spacing: [f64; 2],
+    /// Each slice's ImagePositionPatient, sorted along the slice normal.
+    pub positions: Vec<[f64; 3]>,
+}
+
+impl Slices {
+    /// The geometry of a single-frame series from its instances' metadata,
+    /// ordered by position along the normal (never by file or number).
+    pub fn from_instances(metas: &[&InstanceMeta]) -> Result<Slices, String> {
+        let first = metas.first().ok_or("the series has no instances")?;
+        let orientation = first
+            .image_orientation
+            .ok_or("ImageOrientationPatient is missing")?;
+        let normal = slice_normal(&orientation).ok_or("ImageOrientationPatient is degenerate")?;
+        let (rows, columns) = match (first.rows, first.columns) {
+            (Some(r), Some(c)) if r > 0 && c > 0 => (r as usize, c as usize),
+            _ => return Err("Rows or Columns is missing".into()),
+        };
+        let pixel_spacing = first.pixel_spacing.ok_or("PixelSpacing is missing")?;
+        let mut positions = Vec::with_capacity(metas.len());
+        for m in metas {
+            if m.rows.map(|r| r as usize) != Some(rows)
+                || m.columns.map(|c| c as usize) != Some(columns)
+            {
+                return Err("instances differ in Rows or Columns".into());
+            }
+            let o = m
+                .image_orientation
+                .ok_or("ImageOrientationPatient is missing on some instances")?;
+            if o.iter().zip(orientation).any(|(a, b)| (a - b).abs() > 1e-3) {
+                return Err("instances differ in ImageOrientationPatient".into());
+            }
+            positions.push(
+                m.image_position
+                    .ok_or("ImagePositionPatient is missing on some instances")?,
+            );
+        }
+        positions.sort_by(|a, b| dot(*a, normal).total_cmp(&dot(*b, normal)));
+        Ok(Slices {
+            rows,
+            columns,
+            orientation,
+            pixel_spacing,
+            positions,
+        })
+    }
+
+    pub fn normal(&self) -> [f64; 3] {
+        slice_normal(&self.orientation).unwrap_or([0.0, 0.0, 1.0])
+    }
+
+    /// Median distance between neighbouring slices (mm); 1 for one slice.
+    pub fn slice_spacing(&self) -> f64 {
+        let n = self.normal();
+        let mut gaps: Vec<f64> = self
+            .positions
+            .windows(2)
+            .map(|w| dot(w[1], n) - dot(w[0], n))
+            .collect();
+        if gaps.is_empty() {
+            return 1.0;
+        }
+        gaps.sort_by(f64::total_cmp);
+        gaps[gaps.len() / 2]
+    }
+
+    pub fn voxel_ml(&self) -> f64 {
+        self.pixel_spacing[0] * self.pixel_spacing[1] * self.slice_spacing() / 1000.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.positions.len() * self.rows * self.columns
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The slice a plane at `position` coincides with, if any.
+    fn slice_at(&self, position: [f64; 3]) -> Option<usize> {
+        let n = self.normal();
+        let z = dot(position, n);
+        let tol = (0.1 * self.slice_spacing()).max(0.01);
+        let k = self
+            .positions
+            .partition_point(|p| dot(*p, n) < z - tol)
+            .min(self.positions.len().checked_sub(1)?);
+        let d = sub(position, self.positions[k]);
+        let (rc, cc) = (
+            [
+                self.orientation[0],
+                self.orientation[1],
+                self.orientation[2],
+            ],
+            [
+                self.orientation[3],
+                self.orientation[4],
+                self.orientation[5],
+            ],
+        );
+        let in_plane_ok = dot(d, rc).abs() < 0.05 * self.pixel_spacing[1]
+            && dot(d, cc).abs() < 0.05 * self.pixel_spacing[0];
+        (dot(d, n).abs() <= tol && in_plane_ok).then_some(k)
+    }
+}
+
+fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+
+/// Paints `segment`'s frames onto `slices` as a `[slice][row][column]`
+/// 0/1 mask. Every frame of the segment must lie exactly on a slice, with
+/// the series' orientation, pixel spacing and matrix; `Err` names the first
+/// frame that does not.
+pub fn rasterize(seg: &Segmentation, segment: u32, slices: &Slices) -> Result<Vec<u8>, String> {
+    let (r, c) = (slices.rows, slices.columns);
+    if (seg.rows, seg.columns) != (r, c) {
+        return Err(format!(
+            "frames are {}x{}, the series' images {r}x{c}",
+            seg.rows, seg.columns
+        ));
+    }
+    let mut out = vec![0u8; slices.len()];
+    for (k, f) in seg
+        .frames
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.segment == segment)
+    {
+        if f.orientation
+            .iter()
+            .zip(slices.orientation)
+            .any(|(a, b)| (a - b).abs() > 1e-3)
+        {
+            return Err(format!(
+                "frame {}: orientation differs from the series'",
+                k + 1
+            ));
+        }
+        if f.pixel_spacing
+            .iter()
+            .zip(slices.pixel_spacing)
+            .any(|(a, b)| (a - b).abs() > 1e-3 * b.max(1.0))
+        {
+            return Err(format!(
+                "frame {}: pixel spacing {:?} differs from the series' {:?}",
+                k + 1,
+                f.pixel_spacing,
+                slices.pixel_spacing
+            ));
+        }
+        let z = slices.slice_at(f.position).ok_or_else(|| {
+            format!(
+                "frame {} at ({:.2}, {:.2}, {:.2}) does not lie on a slice of the series",
+                k + 1,
+                f.position[0],
+                f.position[1],
+                f.position[2]
+            )
+        })?;
+        let plane = &mut out[z * r * c..(z + 1) * r * c];
+        for (o, p) in plane.iter_mut().zip(&f.pixels) {
+            *o |= *p;
+        }
+    }
+    Ok(out)
+}
+
+/// Dice overlap of two 0/1 masks of one grid (1 when both are empty).
+pub fn dice(a: &[u8], b: &[u8]) -> f64 {
+    let (mut both, mut total) = (0u64, 0u64);
+    for (x, y) in a.iter().zip(b) {
+        both += u64::from(x & y);
+        total += u64::from(*x) + u64::from(*y);
+    }
+    if total == 0 {
+        1.0
+    } else {
+        2.0 * both as f64 / total as f64
+    }
+}
+
+#[cfg(test)]
+mod geometry_tests {
+    use super::*;
+
+    fn slices() -> Slices {
+        Slices {
+            rows: 2,
+            columns: 3,
+            orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            pixel_spacing: [0.5, 0.7],
+            positions: (0..4)
+                .map(|z| [10.0, 20.0, -2.5 * z as f64])
+                .rev()
+                .collect(),
+        }
+    }
+
+    fn frame(z: f64, spacing: [f64; 2]) -> SegFrame {
+        SegFrame {
+            segment: 1,
+            position: [10.0, 20.0, z],
+            orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            pixel_spacing: spacing,
+            pixels: vec![1, 0, 1, 0, 1, 0],
+        }
+    }
+
+    fn seg(frames: Vec<SegFrame>) -> Segmentation {
+        Segmentation {
+            rows: 2,
+            columns: 3,
+            segmentation_type: "BINARY".into(),
+            frame_of_reference_uid: None,
+            segments: vec![],
+            frames,
+        }
+    }
+
+    #[test]
+    fn frames_land_on_their_slices_by_position() {
+        let s = slices();
+        assert!((s.slice_spacing() - 2.5).abs() < 1e-9);
+        // Sorted along +z: -7.5 is slice 0, 0.0 slice 3.
+        let mask = rasterize(
+            &seg(vec![frame(-7.5, [0.5, 0.7]), frame(0.0, [0.5, 0.7])]),
+            1,
+            &s,
+        )
+        .unwrap();
+        assert_eq!(mask.iter().map(|&v| v as usize).sum::<usize>(), 6);
+        assert_eq!(&mask[..6], &[1, 0, 1, 0, 1, 0]);
+        assert_eq!(&mask[18..], &[1, 0, 1, 0, 1, 0]);
+        assert!((s.voxel_ml() - 0.5 * 0.7 * 2.5 / 1000.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn frames_off_the_series_geometry_are_refused() {
+        let s = slices();
+        let between = rasterize(&seg(vec![frame(-1.25, [0.5, 0.7])]), 1, &s).unwrap_err();
+        assert!(between.contains("does not lie on a slice"), "{between}");
+        let outside = rasterize(&seg(vec![frame(5.0, [0.5, 0.7])]), 1, &s).unwrap_err();
+        assert!(outside.contains("does not lie on a slice"), "{outside}");
+        let spacing = rasterize(&seg(vec![frame(0.0, [0.6, 0.7])]), 1, &s).unwrap_err();
+        assert!(spacing.contains("pixel spacing"), "{spacing}");
+        let mut moved = frame(0.0, [0.5, 0.7]);
+        moved.position[0] += 0.7;
+        assert!(rasterize(&seg(vec![moved]), 1, &s).is_err());
+    }
+
+    #[test]
+    fn dice_counts_overlap() {
+        assert_eq!(dice(&[1, 1, 0, 0], &[1, 0, 1, 0]), 0.5);
+        assert_eq!(dice(&[0, 0], &[0, 0]), 1.0);
+    }
 }

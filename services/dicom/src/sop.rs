@@ -21,6 +21,14 @@ pub const STORAGE_CLASSES: [&str; 3] = [
 pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 
+/// Objects derived from images: kept and served, never segmented.
+pub fn is_derived(uid: &str) -> bool {
+    matches!(
+        uid,
+        SEGMENTATION_STORAGE | ENCAPSULATED_STL_STORAGE | COMPREHENSIVE_SR_STORAGE
+    )
+}
+
 pub fn is_storage_class(uid: &str) -> bool {
     STORAGE_CLASSES.contains(&uid)
 }

@@ -2,32 +2,21 @@
 //!
 //! * [`access`]: who may associate (calling-AE allow-list, called AE).
 //! * [`association`]: one association: C-ECHO, C-STORE, release, abort.
-//! * [`ingest`]: one instance: temporary file, checks, duplicate policy,
-//!   atomic commit, metadata record, all before the response is sent.
-//! * [`completion`]: when a series is complete, its sanity checks and the
-//!   job it becomes.
+//!
+//! Storing instances and completing series is `liverseg-ingest`'s work,
+//! shared with the gateway's STOW-RS.
 
 pub mod access;
 pub mod association;
-pub mod completion;
-pub mod ingest;
+
+pub use liverseg_ingest::{Deps, completion, receive as ingest};
 
 use liverseg_core::Config;
-use liverseg_queue::JobQueue;
-use liverseg_store::{MetadataStore, blob::FsBlobStore};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
-
-/// What the listener needs from the outside world.
-#[derive(Clone)]
-pub struct Deps {
-    pub store: Arc<dyn MetadataStore>,
-    pub queue: Arc<dyn JobQueue>,
-    pub blobs: FsBlobStore,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenerError {

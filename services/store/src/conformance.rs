@@ -8,8 +8,8 @@
 use crate::{MetadataStore, NewJob};
 use liverseg_core::time::now_millis;
 use liverseg_core::{
-    AuditEvent, InstanceMeta, InstanceRecord, JobId, JobState, ResultObject, SeriesRecord,
-    SeriesState,
+    AlgorithmStep, AuditEvent, InstanceMeta, InstanceRecord, JobId, JobState, ResultObject,
+    SegOrigin, SegVersion, SeriesRecord, SeriesState,
 };
 use std::sync::Arc;
 
@@ -32,6 +32,10 @@ pub async fn run_all(store: Store) {
     results_are_replaced_as_a_whole(store.clone()).await;
     deliveries_count_failures_until_success(store.clone()).await;
     replay_restarts_only_dead_or_failed_jobs(store.clone()).await;
+    series_summaries_sample_each_series(store.clone()).await;
+    seg_versions_are_numbered_and_linked(store.clone()).await;
+    concurrent_seg_versions_get_distinct_numbers(store.clone()).await;
+    forget_study_removes_only_that_study(store.clone()).await;
 }
 
 /// A UID no other case or run uses (digits and dots only, like DICOM).
@@ -88,6 +92,11 @@ pub async fn instance_round_trip(store: Store) {
         pixel_spacing: Some([0.75, 0.625]),
         slice_thickness: Some(2.5),
         frame_of_reference_uid: Some(uid(4)),
+        attributes: [(
+            "00100010".to_string(),
+            serde_json::json!({"vr": "PN", "Value": [{"Alphabetic": "Müller^Anna"}]}),
+        )]
+        .into(),
     };
     store.put_instance(&full).await.unwrap();
     assert_eq!(
@@ -301,6 +310,7 @@ pub async fn list_series_filters_by_state(store: Store) {
 
 fn new_job(series: &str, fingerprint: &str) -> NewJob {
     NewJob {
+        kind: liverseg_core::JobKind::Segment,
         study_uid: uid(1),
         series_uid: series.to_string(),
         fingerprint: fingerprint.to_string(),
@@ -760,4 +770,180 @@ pub async fn replay_restarts_only_dead_or_failed_jobs(store: Store) {
         "queued job replayed"
     );
     assert_eq!(store.replay_job(JobId::new()).await.unwrap(), None);
+}
+
+/// Each series of the study appears once, with its smallest instance.
+pub async fn series_summaries_sample_each_series(store: Store) {
+    let (study, other_study) = (uid(60), uid(61));
+    let (a, b, c) = (uid(62), uid(63), uid(64));
+    let (a1, a2) = (format!("{a}.1"), format!("{a}.2"));
+    store
+        .put_instance(&instance(&a, &study, &a2, 10))
+        .await
+        .unwrap();
+    store
+        .put_instance(&instance(&a, &study, &a1, 11))
+        .await
+        .unwrap();
+    store
+        .put_instance(&instance(&b, &study, &uid(65), 12))
+        .await
+        .unwrap();
+    store
+        .put_instance(&instance(&c, &other_study, &uid(66), 13))
+        .await
+        .unwrap();
+
+    let in_study = store.series_summaries(Some(&study)).await.unwrap();
+    let got: Vec<(&str, &str, i64)> = in_study
+        .iter()
+        .map(|s| {
+            (
+                s.series.series_uid.as_str(),
+                s.sample.sop_instance_uid.as_str(),
+                s.series.instance_count,
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.contains(&(a.as_str(), a1.as_str(), 2)), "{got:?}");
+    assert!(got.iter().any(|(s, _, n)| *s == b && *n == 1));
+    let all = store.series_summaries(None).await.unwrap();
+    assert!(all.iter().any(|s| s.series.series_uid == c));
+    assert!(all.len() >= 3);
+}
+
+fn seg_version(source: &str, sop: &str, origin: SegOrigin) -> SegVersion {
+    SegVersion {
+        sop_instance_uid: sop.to_string(),
+        series_uid: format!("{sop}.9"),
+        source_series_uid: source.to_string(),
+        study_uid: uid(70),
+        version: 0,
+        predecessor: None,
+        origin,
+        job_id: Some(JobId::new()),
+        blob_key: format!("versions/{sop}.dcm"),
+        sha256: "ab".repeat(32),
+        history: vec![AlgorithmStep {
+            algorithm_type: "AUTOMATIC".into(),
+            name: Some("liverseg-unet".into()),
+            version: Some("1".into()),
+            software: Some("liverseg".into()),
+            via: "worker".into(),
+            at: 5,
+        }],
+        dice_vs_ai: Some(1.0),
+        volume_ml: Some(1496.25),
+        volume_change_ml: Some(0.0),
+        created_at: 7,
+    }
+}
+
+/// Versions count from 1, each links to the one before, a repeated SOP
+/// Instance UID returns the stored version untouched, and the correction
+/// is found by its job.
+pub async fn seg_versions_are_numbered_and_linked(store: Store) {
+    let source = uid(71);
+    let (ai, fix1, fix2) = (uid(72), uid(73), uid(74));
+    let v1 = store
+        .add_seg_version(&seg_version(&source, &ai, SegOrigin::Ai))
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v1.predecessor.as_deref()), (1, None));
+    let mut c1 = seg_version(&source, &fix1, SegOrigin::Correction);
+    c1.dice_vs_ai = Some(0.93);
+    c1.volume_change_ml = Some(-42.5);
+    let v2 = store.add_seg_version(&c1).await.unwrap();
+    assert_eq!(
+        (v2.version, v2.predecessor.as_deref()),
+        (2, Some(ai.as_str()))
+    );
+    assert_eq!(v2.dice_vs_ai, Some(0.93));
+    assert_eq!(v2.history, c1.history);
+
+    // Same UID again, other content: the first record stands.
+    let mut again = c1.clone();
+    again.sha256 = "cd".repeat(32);
+    let kept = store.add_seg_version(&again).await.unwrap();
+    assert_eq!(kept, v2);
+
+    let v3 = store
+        .add_seg_version(&seg_version(&source, &fix2, SegOrigin::Correction))
+        .await
+        .unwrap();
+    assert_eq!(
+        (v3.version, v3.predecessor.as_deref()),
+        (3, Some(fix1.as_str()))
+    );
+
+    let all = store.seg_versions(&source).await.unwrap();
+    assert_eq!(
+        all.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(store.seg_version(&fix1).await.unwrap(), Some(v2.clone()));
+    assert_eq!(
+        store.seg_version_for_job(c1.job_id.unwrap()).await.unwrap(),
+        Some(v2)
+    );
+    // The AI version is not a correction job's input.
+    let ai_job = store
+        .seg_version(&ai)
+        .await
+        .unwrap()
+        .unwrap()
+        .job_id
+        .unwrap();
+    assert_eq!(store.seg_version_for_job(ai_job).await.unwrap(), None);
+    assert_eq!(store.seg_version(&uid(75)).await.unwrap(), None);
+}
+
+/// Concurrent corrections of one series never share a version number.
+pub async fn concurrent_seg_versions_get_distinct_numbers(store: Store) {
+    let source = uid(76);
+    let tasks: Vec<_> = (0..8)
+        .map(|n| {
+            let store = store.clone();
+            let v = seg_version(&source, &format!("{}.{n}", uid(77)), SegOrigin::Correction);
+            tokio::spawn(async move { store.add_seg_version(&v).await.unwrap().version })
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for t in tasks {
+        numbers.push(t.await.unwrap());
+    }
+    numbers.sort();
+    assert_eq!(numbers, (1..=8).collect::<Vec<i64>>());
+}
+
+/// Retention: an old study is found and forgotten with its blob keys; a
+/// newer one stays.
+pub async fn forget_study_removes_only_that_study(store: Store) {
+    let (old, new) = (uid(80), uid(81));
+    let (old_series, new_series) = (uid(82), uid(83));
+    let old_sop = uid(84);
+    store
+        .put_instance(&instance(&old_series, &old, &old_sop, 1_000))
+        .await
+        .unwrap();
+    store
+        .put_instance(&instance(&new_series, &new, &uid(85), 4_000_000_000_000))
+        .await
+        .unwrap();
+    let expired = store.studies_received_before(2_000).await.unwrap();
+    assert!(expired.contains(&old), "{expired:?}");
+    assert!(!expired.contains(&new));
+    let keys = store.forget_study(&old).await.unwrap();
+    assert_eq!(keys, vec![format!("{old}/{old_series}/{old_sop}.dcm")]);
+    assert_eq!(store.get_instance(&old_sop).await.unwrap(), None);
+    assert_eq!(store.get_series(&old_series).await.unwrap(), None);
+    assert!(store.get_series(&new_series).await.unwrap().is_some());
+    assert!(
+        !store
+            .studies_received_before(2_000)
+            .await
+            .unwrap()
+            .contains(&old)
+    );
 }

@@ -8,8 +8,8 @@
 
 use async_trait::async_trait;
 use liverseg_core::{
-    AuditEvent, DeliveryRecord, InstanceRecord, Job, JobId, JobState, ResultObject, SeriesRecord,
-    SeriesState,
+    AuditEvent, DeliveryRecord, InstanceRecord, Job, JobId, JobKind, JobState, ResultObject,
+    SegVersion, SeriesRecord, SeriesState,
 };
 
 pub mod blob;
@@ -18,9 +18,18 @@ mod sql;
 
 pub use sql::SqlStore;
 
+/// A series with one of its instances, whose indexed attributes stand for
+/// the patient, study and series (what a DICOMweb search needs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSummary {
+    pub series: SeriesRecord,
+    pub sample: InstanceRecord,
+}
+
 /// What the listener asks for when a series is complete.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
+    pub kind: JobKind,
     pub study_uid: String,
     pub series_uid: String,
     pub fingerprint: String,
@@ -159,6 +168,24 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// and delivery failures back to 0 (results and completed deliveries are
     /// kept). `None` when the job is missing or in another state.
     async fn replay_job(&self, id: JobId) -> Result<Option<Job>>;
+    /// Series of one study (of every study when `None`), each with a sample
+    /// instance, ordered by study then first arrival.
+    async fn series_summaries(&self, study_uid: Option<&str>) -> Result<Vec<SeriesSummary>>;
+    /// Records a segmentation version. The store numbers it after the
+    /// newest version of the same source series and links it to that one,
+    /// in one transaction. A SOP Instance UID already recorded returns the
+    /// stored version unchanged: versions are never replaced.
+    async fn add_seg_version(&self, v: &SegVersion) -> Result<SegVersion>;
+    /// Versions of the segmentation of a CT series, oldest first.
+    async fn seg_versions(&self, source_series_uid: &str) -> Result<Vec<SegVersion>>;
+    async fn seg_version(&self, sop_instance_uid: &str) -> Result<Option<SegVersion>>;
+    /// The correction a job of kind `Correction` processes.
+    async fn seg_version_for_job(&self, job: JobId) -> Result<Option<SegVersion>>;
+    /// Studies whose last instance arrived before `before_ms` (retention).
+    async fn studies_received_before(&self, before_ms: i64) -> Result<Vec<String>>;
+    /// Removes a study's instances, series and study rows and returns the
+    /// blob keys they named. Jobs, versions and events stay as the record.
+    async fn forget_study(&self, study_uid: &str) -> Result<Vec<String>>;
     async fn record_event(&self, event: &AuditEvent) -> Result<()>;
     /// Events about `subject` (all when `None`), oldest first, at most `limit`.
     async fn events(&self, subject: Option<&str>, limit: i64) -> Result<Vec<AuditEvent>>;

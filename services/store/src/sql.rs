@@ -7,12 +7,12 @@
 //! `CASE` instead of the non-portable `GREATEST`/`MAX(a, b)`. The only
 //! per-backend text is the events id column and the migration lock.
 
-use crate::{MetadataStore, NewJob, Result, StoreError};
+use crate::{MetadataStore, NewJob, Result, SeriesSummary, StoreError};
 use async_trait::async_trait;
 use liverseg_core::time::now_millis;
 use liverseg_core::{
     AuditEvent, DeliveryRecord, InstanceMeta, InstanceRecord, Job, JobId, JobState, ResultObject,
-    SeriesRecord, SeriesState,
+    SegVersion, SeriesRecord, SeriesState,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -55,8 +55,11 @@ const INSTANCE_COLS: &str = "sop_instance_uid, sop_class_uid, series_uid, study_
      transfer_syntax_uid, blob_key, sha256, size_bytes, received_at, calling_ae, meta_json";
 const SERIES_COLS: &str = "series_uid, study_uid, modality, state, reason, instance_count, \
      first_received_at, last_received_at";
-const JOB_COLS: &str = "id, study_uid, series_uid, fingerprint, state, attempts, \
+const JOB_COLS: &str = "id, kind, study_uid, series_uid, fingerprint, state, attempts, \
      instance_count, detail, liver_volume_ml, created_at, updated_at";
+const VERSION_COLS: &str = "sop_instance_uid, series_uid, source_series_uid, study_uid, version, \
+     predecessor, origin, job_id, blob_key, sha256, history_json, dice_vs_ai, volume_ml, \
+     volume_change_ml, created_at";
 const RESULT_COLS: &str = "job_id, kind, sop_class_uid, sop_instance_uid, series_uid, blob_key, \
      sha256, size_bytes, model_sha256, created_at";
 const DELIVERY_COLS: &str = "job_id, destination, delivered, failures, last_error, updated_at";
@@ -316,6 +319,28 @@ const MIGRATIONS: &[&[&str]] = &[
         updated_at BIGINT NOT NULL,
         PRIMARY KEY (job_id, destination))",
     ],
+    &[
+        "ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'segment'",
+        "CREATE TABLE IF NOT EXISTS seg_versions (
+        sop_instance_uid TEXT NOT NULL PRIMARY KEY,
+        series_uid TEXT NOT NULL,
+        source_series_uid TEXT NOT NULL,
+        study_uid TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        predecessor TEXT,
+        origin TEXT NOT NULL CHECK (origin IN ('ai', 'correction')),
+        job_id TEXT,
+        blob_key TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        history_json TEXT NOT NULL,
+        dice_vs_ai DOUBLE PRECISION,
+        volume_ml DOUBLE PRECISION,
+        volume_change_ml DOUBLE PRECISION,
+        created_at BIGINT NOT NULL,
+        UNIQUE (source_series_uid, version))",
+        "CREATE INDEX IF NOT EXISTS seg_versions_job_idx ON seg_versions (job_id)",
+        "CREATE INDEX IF NOT EXISTS studies_last_idx ON studies (last_received_at)",
+    ],
 ];
 
 /// Pool options with the pragmas every SQLite connection needs.
@@ -443,8 +468,10 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
     let d = || q("decode job");
     let id: String = row.try_get("id").map_err(d())?;
     let state: String = row.try_get("state").map_err(d())?;
+    let kind: String = row.try_get("kind").map_err(d())?;
     Ok(Job {
         id: parse_job_id(id)?,
+        kind: kind.parse().map_err(corrupt("job kind"))?,
         study_uid: row.try_get("study_uid").map_err(d())?,
         series_uid: row.try_get("series_uid").map_err(d())?,
         fingerprint: row.try_get("fingerprint").map_err(d())?,
@@ -459,6 +486,31 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
         liver_volume_ml: row.try_get("liver_volume_ml").map_err(d())?,
         created_at: row.try_get("created_at").map_err(d())?,
         updated_at: row.try_get("updated_at").map_err(d())?,
+    })
+}
+
+fn version_from_row(row: &AnyRow) -> Result<SegVersion> {
+    let d = || q("decode segmentation version");
+    let origin: String = row.try_get("origin").map_err(d())?;
+    let job_id: Option<String> = row.try_get("job_id").map_err(d())?;
+    let history: String = row.try_get("history_json").map_err(d())?;
+    Ok(SegVersion {
+        sop_instance_uid: row.try_get("sop_instance_uid").map_err(d())?,
+        series_uid: row.try_get("series_uid").map_err(d())?,
+        source_series_uid: row.try_get("source_series_uid").map_err(d())?,
+        study_uid: row.try_get("study_uid").map_err(d())?,
+        version: row.try_get("version").map_err(d())?,
+        predecessor: row.try_get("predecessor").map_err(d())?,
+        origin: origin.parse().map_err(corrupt("segmentation origin"))?,
+        job_id: job_id.map(parse_job_id).transpose()?,
+        blob_key: row.try_get("blob_key").map_err(d())?,
+        sha256: row.try_get("sha256").map_err(d())?,
+        history: serde_json::from_str(&history)
+            .map_err(|e| corrupt("segmentation history")(e.to_string()))?,
+        dice_vs_ai: row.try_get("dice_vs_ai").map_err(d())?,
+        volume_ml: row.try_get("volume_ml").map_err(d())?,
+        volume_change_ml: row.try_get("volume_change_ml").map_err(d())?,
+        created_at: row.try_get("created_at").map_err(d())?,
     })
 }
 
@@ -698,7 +750,7 @@ impl MetadataStore for SqlStore {
         // winner's commit) gets none and reads the winner's row below.
         let sql = format!(
             "INSERT INTO jobs ({JOB_COLS}) \
-             VALUES ($1, $2, $3, $4, 'received', 0, $5, NULL, NULL, $6, $6) \
+             VALUES ($1, $7, $2, $3, $4, 'received', 0, $5, NULL, NULL, $6, $6) \
              ON CONFLICT (series_uid, fingerprint) DO NOTHING \
              RETURNING {JOB_COLS}"
         );
@@ -709,6 +761,7 @@ impl MetadataStore for SqlStore {
             .bind(&new.fingerprint)
             .bind(new.instance_count)
             .bind(now)
+            .bind(new.kind.as_str())
             .fetch_optional(&self.writer)
             .await
             .map_err(q("create job"))?;
@@ -916,6 +969,185 @@ impl MetadataStore for SqlStore {
         }
         tx.commit().await.map_err(q("replay job"))?;
         row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn series_summaries(&self, study_uid: Option<&str>) -> Result<Vec<SeriesSummary>> {
+        let series_cols: String = SERIES_COLS
+            .split(',')
+            .map(|c| format!("s.{} AS s_{}", c.trim(), c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let instance_cols: String = INSTANCE_COLS
+            .split(',')
+            .map(|c| format!("i.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // The sample is the series' smallest SOP Instance UID: a stable
+        // choice that the instances primary key finds at once.
+        let sql = format!(
+            "SELECT {series_cols}, {instance_cols} FROM series s \
+             JOIN instances i ON i.sop_instance_uid = \
+               (SELECT MIN(x.sop_instance_uid) FROM instances x WHERE x.series_uid = s.series_uid) \
+             WHERE ($1 IS NULL OR s.study_uid = $1) \
+             ORDER BY s.study_uid, s.first_received_at, s.series_uid"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(study_uid)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(q("list series summaries"))?;
+        rows.iter()
+            .map(|row| {
+                let d = || q("decode series");
+                let state: String = row.try_get("s_state").map_err(d())?;
+                Ok(SeriesSummary {
+                    series: SeriesRecord {
+                        series_uid: row.try_get("s_series_uid").map_err(d())?,
+                        study_uid: row.try_get("s_study_uid").map_err(d())?,
+                        modality: row.try_get("s_modality").map_err(d())?,
+                        state: state.parse().map_err(corrupt("series state"))?,
+                        reason: row.try_get("s_reason").map_err(d())?,
+                        instance_count: row.try_get("s_instance_count").map_err(d())?,
+                        first_received_at: row.try_get("s_first_received_at").map_err(d())?,
+                        last_received_at: row.try_get("s_last_received_at").map_err(d())?,
+                    },
+                    sample: instance_from_row(row)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_seg_version(&self, v: &SegVersion) -> Result<SegVersion> {
+        let op = q("add segmentation version");
+        let history = serde_json::to_string(&v.history).map_err(|source| StoreError::Encode {
+            what: "segmentation history",
+            source,
+        })?;
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            // Numbering reads the newest version: serialise per series.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(&v.source_series_uid)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("add segmentation version"))?;
+        }
+        let sql = format!("SELECT {VERSION_COLS} FROM seg_versions WHERE sop_instance_uid = $1");
+        if let Some(row) = sqlx::query(&sql)
+            .bind(&v.sop_instance_uid)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(q("add segmentation version"))?
+        {
+            return version_from_row(&row);
+        }
+        let newest: Option<(i64, String)> = sqlx::query_as(
+            "SELECT version, sop_instance_uid FROM seg_versions \
+             WHERE source_series_uid = $1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(&v.source_series_uid)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(q("add segmentation version"))?;
+        let (version, predecessor) = match newest {
+            Some((n, uid)) => (n + 1, Some(uid)),
+            None => (1, None),
+        };
+        let sql = format!(
+            "INSERT INTO seg_versions ({VERSION_COLS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             RETURNING {VERSION_COLS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&v.sop_instance_uid)
+            .bind(&v.series_uid)
+            .bind(&v.source_series_uid)
+            .bind(&v.study_uid)
+            .bind(version)
+            .bind(predecessor)
+            .bind(v.origin.as_str())
+            .bind(v.job_id.map(|j| j.to_string()))
+            .bind(&v.blob_key)
+            .bind(&v.sha256)
+            .bind(&history)
+            .bind(v.dice_vs_ai)
+            .bind(v.volume_ml)
+            .bind(v.volume_change_ml)
+            .bind(v.created_at)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(q("add segmentation version"))?;
+        let stored = version_from_row(&row)?;
+        tx.commit().await.map_err(op)?;
+        Ok(stored)
+    }
+
+    async fn seg_versions(&self, source_series_uid: &str) -> Result<Vec<SegVersion>> {
+        let sql = format!(
+            "SELECT {VERSION_COLS} FROM seg_versions WHERE source_series_uid = $1 ORDER BY version"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(source_series_uid)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(q("list segmentation versions"))?;
+        rows.iter().map(version_from_row).collect()
+    }
+
+    async fn seg_version(&self, sop_instance_uid: &str) -> Result<Option<SegVersion>> {
+        let sql = format!("SELECT {VERSION_COLS} FROM seg_versions WHERE sop_instance_uid = $1");
+        let row = sqlx::query(&sql)
+            .bind(sop_instance_uid)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(q("get segmentation version"))?;
+        row.as_ref().map(version_from_row).transpose()
+    }
+
+    async fn seg_version_for_job(&self, job: JobId) -> Result<Option<SegVersion>> {
+        let sql = format!(
+            "SELECT {VERSION_COLS} FROM seg_versions WHERE job_id = $1 AND origin = 'correction'"
+        );
+        let row = sqlx::query(&sql)
+            .bind(job.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(q("get segmentation version"))?;
+        row.as_ref().map(version_from_row).transpose()
+    }
+
+    async fn studies_received_before(&self, before_ms: i64) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT study_uid FROM studies WHERE last_received_at < $1 ORDER BY last_received_at",
+        )
+        .bind(before_ms)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(q("list expired studies"))
+    }
+
+    async fn forget_study(&self, study_uid: &str) -> Result<Vec<String>> {
+        let op = q("forget study");
+        let mut tx = self.begin_write().await?;
+        let keys: Vec<String> =
+            sqlx::query_scalar("SELECT blob_key FROM instances WHERE study_uid = $1")
+                .bind(study_uid)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(q("forget study"))?;
+        for sql in [
+            "DELETE FROM instances WHERE study_uid = $1",
+            "DELETE FROM series WHERE study_uid = $1",
+            "DELETE FROM studies WHERE study_uid = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(study_uid)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("forget study"))?;
+        }
+        tx.commit().await.map_err(op)?;
+        Ok(keys)
     }
 
     async fn record_event(&self, event: &AuditEvent) -> Result<()> {

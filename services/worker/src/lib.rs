@@ -15,7 +15,10 @@
 //! `liverseg jobs replay ID`.
 
 use liverseg_core::time::now_millis;
-use liverseg_core::{AuditEvent, Config, Job, JobState, ResultObject};
+use liverseg_core::{
+    AlgorithmStep, AuditEvent, Config, Job, JobKind, JobState, ResultObject, SegOrigin, SegVersion,
+    SeriesState,
+};
 use liverseg_queue::{Delivery, JobQueue};
 use liverseg_store::{MetadataStore, blob::FsBlobStore};
 use sha2::{Digest, Sha256};
@@ -236,10 +239,11 @@ impl Consumer {
     /// The job's results when they exist and come from the current model.
     async fn current_results(&self, job: &Job) -> Result<Option<Vec<ResultObject>>, WorkerError> {
         let results = self.deps.store.results(job.id).await?;
-        let current = !results.is_empty()
-            && results
-                .iter()
-                .all(|r| r.model_sha256 == self.pipeline.model_sha256());
+        let provenance = match job.kind {
+            JobKind::Segment => self.pipeline.model_sha256(),
+            JobKind::Correction => pipeline::CORRECTION_PROVENANCE,
+        };
+        let current = !results.is_empty() && results.iter().all(|r| r.model_sha256 == provenance);
         Ok(current.then_some(results))
     }
 
@@ -274,6 +278,9 @@ impl Consumer {
             Some(results) => results,
             None => self.segment(job).await?,
         };
+        self.index_results(job, &results)
+            .await
+            .map_err(Failure::Infrastructure)?;
         let summary = self.summary(&results).await;
         let started = Instant::now();
         let states = delivery::deliver(
@@ -327,19 +334,61 @@ impl Consumer {
             .map_err(|e| infra(e.into()))?;
         let files: Vec<PathBuf> = instances
             .iter()
+            .filter(|i| !liverseg_dicom::sop::is_derived(&i.sop_class_uid))
             .map(|i| self.deps.blobs.path(&i.blob_key).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()
             .map_err(Failure::Pipeline)?;
+        let correction = match job.kind {
+            JobKind::Segment => None,
+            JobKind::Correction => {
+                let version = self
+                    .deps
+                    .store
+                    .seg_version_for_job(job.id)
+                    .await
+                    .map_err(|e| infra(e.into()))?
+                    .ok_or_else(|| {
+                        Failure::Pipeline("the correction job has no segmentation version".into())
+                    })?;
+                let (blobs, key) = (self.deps.blobs.clone(), version.blob_key.clone());
+                let bytes = tokio::task::spawn_blocking(move || blobs.read(&key))
+                    .await
+                    .map_err(|e| Failure::Pipeline(format!("reading the correction: {e}")))?
+                    .map_err(|e| Failure::Pipeline(format!("reading the correction: {e}")))?;
+                Some((version, bytes))
+            }
+        };
         let (pipeline, job_c, span) =
             (self.pipeline.clone(), job.clone(), tracing::Span::current());
-        let produced =
-            tokio::task::spawn_blocking(move || span.in_scope(|| pipeline.run(&job_c, &files)))
-                .await
-                .map_err(|e| Failure::Pipeline(format!("pipeline panicked: {e}")))?
-                .map_err(Failure::Pipeline)?;
+        let produced = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| match &correction {
+                None => pipeline.run(&job_c, &files),
+                Some((version, bytes)) => pipeline.correct(
+                    &job_c,
+                    &files,
+                    &results::Correction {
+                        seg_bytes: bytes,
+                        sop_instance_uid: &version.sop_instance_uid,
+                        series_uid: &version.series_uid,
+                        version: version.version,
+                        algorithm_type: version
+                            .history
+                            .last()
+                            .map(|s| s.algorithm_type.as_str())
+                            .unwrap_or("MANUAL"),
+                    },
+                ),
+            })
+        })
+        .await
+        .map_err(|e| Failure::Pipeline(format!("pipeline panicked: {e}")))?
+        .map_err(Failure::Pipeline)?;
 
         let now = now_millis();
-        let model = self.pipeline.model_sha256().to_string();
+        let model = match job.kind {
+            JobKind::Segment => self.pipeline.model_sha256().to_string(),
+            JobKind::Correction => pipeline::CORRECTION_PROVENANCE.to_string(),
+        };
         let (blobs, job_id) = (self.deps.blobs.clone(), job.id);
         let mut artifacts = produced.artifacts;
         // The summary is a result too: a resumed job (delivery retry) reads
@@ -398,6 +447,81 @@ impl Consumer {
         Ok(objects)
     }
 
+    /// Makes the job's DICOM results part of the study that DICOMweb
+    /// serves, and records an AI SEG as version 1 of the series'
+    /// segmentation. Idempotent: a resumed job repeats it harmlessly.
+    async fn index_results(&self, job: &Job, results: &[ResultObject]) -> Result<(), WorkerError> {
+        let store = &self.deps.store;
+        for r in results.iter().filter(|r| r.is_dicom()) {
+            let uid = r.sop_instance_uid.clone().unwrap_or_default();
+            if job.kind == JobKind::Correction && r.kind == "seg" {
+                continue; // indexed when it was accepted
+            }
+            if store
+                .get_instance(&uid)
+                .await?
+                .is_some_and(|i| i.sha256 == r.sha256)
+            {
+                continue;
+            }
+            let (blobs, key) = (self.deps.blobs.clone(), r.blob_key.clone());
+            let bytes = tokio::task::spawn_blocking(move || blobs.read(&key))
+                .await
+                .map_err(|e| WorkerError::Index(e.to_string()))?
+                .map_err(WorkerError::Blob)?;
+            let (parsed, ts) = liverseg_dicom::instance::parse_part10(&bytes)
+                .map_err(|e| WorkerError::Index(e.to_string()))?;
+            let record = liverseg_core::InstanceRecord {
+                sop_instance_uid: uid.clone(),
+                sop_class_uid: parsed.identity.sop_class_uid.clone(),
+                series_uid: parsed.identity.series_uid.clone(),
+                study_uid: parsed.identity.study_uid.clone(),
+                transfer_syntax_uid: ts,
+                blob_key: r.blob_key.clone(),
+                sha256: r.sha256.clone(),
+                size_bytes: r.size_bytes,
+                received_at: now_millis(),
+                calling_ae: self.config.listener.ae_title.clone(),
+                meta: parsed.meta,
+            };
+            store.put_instance(&record).await?;
+            store
+                .set_series_state(&record.series_uid, SeriesState::Stored, None)
+                .await?;
+            if job.kind == JobKind::Segment && r.kind == "seg" {
+                let summary = self.summary(results).await;
+                let model = &summary["model"];
+                store
+                    .add_seg_version(&SegVersion {
+                        sop_instance_uid: uid,
+                        series_uid: record.series_uid.clone(),
+                        source_series_uid: job.series_uid.clone(),
+                        study_uid: job.study_uid.clone(),
+                        version: 0,
+                        predecessor: None,
+                        origin: SegOrigin::Ai,
+                        job_id: Some(job.id),
+                        blob_key: r.blob_key.clone(),
+                        sha256: r.sha256.clone(),
+                        history: vec![AlgorithmStep {
+                            algorithm_type: "AUTOMATIC".into(),
+                            name: model["name"].as_str().map(str::to_string),
+                            version: model["version"].as_str().map(str::to_string),
+                            software: Some(format!("liverseg {}", env!("CARGO_PKG_VERSION"))),
+                            via: "worker".into(),
+                            at: r.created_at,
+                        }],
+                        dice_vs_ai: Some(1.0),
+                        volume_ml: summary["liver_volume_ml"].as_f64(),
+                        volume_change_ml: Some(0.0),
+                        created_at: r.created_at,
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// The run's summary, read back from its result blob.
     async fn summary(&self, results: &[ResultObject]) -> serde_json::Value {
         let Some(r) = results.iter().find(|r| r.kind == "summary") else {
@@ -435,4 +559,6 @@ pub enum WorkerError {
     Queue(#[from] liverseg_queue::QueueError),
     #[error("storing a result: {0}")]
     Blob(#[source] liverseg_store::blob::BlobError),
+    #[error("indexing a result: {0}")]
+    Index(String),
 }

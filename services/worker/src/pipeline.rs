@@ -26,7 +26,18 @@ pub trait Pipeline: Send + Sync + 'static {
     /// The results' provenance: results made by another model are stale.
     fn model_sha256(&self) -> &str;
     fn run(&self, job: &Job, files: &[PathBuf]) -> Result<Produced, String>;
+    /// A corrected segmentation of the series in `files`: its mesh and
+    /// volume report.
+    fn correct(
+        &self,
+        job: &Job,
+        files: &[PathBuf],
+        correction: &results::Correction<'_>,
+    ) -> Result<Produced, String>;
 }
+
+/// Marks the results of correction jobs, which no model made.
+pub const CORRECTION_PROVENANCE: &str = "correction";
 
 /// The liver model on a CT series, then the result set.
 pub struct Segmenter {
@@ -131,6 +142,50 @@ impl Pipeline for Segmenter {
             liver_volume_ml: liver_found.then_some(seg.liver_volume_ml),
             summary,
             repairs,
+        })
+    }
+
+    fn correct(
+        &self,
+        job: &Job,
+        files: &[PathBuf],
+        correction: &results::Correction<'_>,
+    ) -> Result<Produced, String> {
+        let started = Instant::now();
+        let volume = info_span!("decode", instances = files.len())
+            .in_scope(|| liverseg_dicom::volume::load_series(files))
+            .map_err(|e| e.to_string())?;
+        let decode = started.elapsed().as_secs_f64();
+        let ctx = Context {
+            uid_seed: format!("correction/{}", correction.sop_instance_uid),
+            created_unix_seconds: job.created_at / 1000,
+            software_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let (set, volume_ml) = results::build_correction(
+            &volume,
+            &files[0],
+            correction,
+            &self.model.manifest,
+            &ctx,
+            self.max_triangles,
+        )
+        .map_err(|e| e.to_string())?;
+        let summary = serde_json::json!({
+            "correction": {
+                "sop_instance_uid": correction.sop_instance_uid,
+                "version": correction.version,
+            },
+            "liver_found": true,
+            "liver_volume_ml": volume_ml,
+            "slices": volume.dims[0],
+            "mesh": set.mesh.map(|r| serde_json::json!({"triangles": r.triangles, "watertight": r.watertight})),
+            "seconds": {"decode": decode, "mesh": set.seconds.mesh, "sr": set.seconds.sr},
+        });
+        Ok(Produced {
+            artifacts: set.artifacts,
+            liver_volume_ml: Some(volume_ml),
+            summary,
+            repairs: Vec::new(),
         })
     }
 }

@@ -92,6 +92,8 @@ pub enum ResultError {
     StlDocument(#[source] derived::DerivedError),
     #[error("writing the volume report: {0}")]
     Report(#[source] derived::DerivedError),
+    #[error("reading the corrected segmentation: {0}")]
+    Correction(String),
 }
 
 /// A DICOM volume's voxels placed in patient space.
@@ -179,6 +181,50 @@ pub fn build(
     let seg = seg.map_err(ResultError::Seg)?;
     seconds.seg = started.elapsed().as_secs_f64();
 
+    let derived = surface_and_report(
+        volume,
+        &src,
+        &seg,
+        1,
+        mask,
+        liver_volume_ml,
+        &algo,
+        ctx,
+        max_triangles,
+        &mut seconds,
+    )?;
+    let mut artifacts = vec![Artifact::dicom("seg", "seg.dcm", seg)];
+    artifacts.extend(derived.artifacts);
+    Ok(ResultSet {
+        artifacts,
+        frame_of_reference_repaired,
+        mesh: Some(derived.report),
+        seconds,
+    })
+}
+
+/// What a segmentation's mask yields besides the SEG itself.
+struct Derived {
+    /// Encapsulated STL, volume SR, STL and GLB files.
+    artifacts: Vec<Artifact>,
+    report: liverseg_mesh::Report,
+}
+
+/// The liver mesh (three files) and the volume report for the segment
+/// `segment_number` of `seg`, whose mask is `mask`.
+#[allow(clippy::too_many_arguments)]
+fn surface_and_report(
+    volume: &Volume,
+    src: &Source,
+    seg: &derived::Produced,
+    segment_number: u16,
+    mask: &[u8],
+    liver_volume_ml: f64,
+    algo: &Algorithm,
+    ctx: &Context,
+    max_triangles: usize,
+    seconds: &mut StageSeconds,
+) -> Result<Derived, ResultError> {
     let started = Instant::now();
     let span = info_span!("mesh", triangles = tracing::field::Empty);
     let (mesh, report) = span
@@ -186,26 +232,109 @@ pub fn build(
         .map_err(ResultError::Mesh)?;
     span.record("triangles", mesh.triangles.len());
     let [stl, glb] = mesh_files(&mesh);
-    let stl_document = derived::encapsulated_stl(&src, &stl.bytes, "Liver surface", ctx)
-        .map_err(ResultError::StlDocument)?;
+    let stl_document = derived::encapsulated_stl_of(
+        src,
+        &stl.bytes,
+        "Liver surface",
+        (&seg.sop_instance_uid, &seg.series_instance_uid),
+        ctx,
+    )
+    .map_err(ResultError::StlDocument)?;
     seconds.mesh = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
     let sr = info_span!("sr")
-        .in_scope(|| derived::volume_report(&src, &seg, 1, liver_volume_ml, &algo, ctx))
+        .in_scope(|| derived::volume_report(src, seg, segment_number, liver_volume_ml, algo, ctx))
         .map_err(ResultError::Report)?;
     seconds.sr = started.elapsed().as_secs_f64();
-
-    Ok(ResultSet {
+    Ok(Derived {
         artifacts: vec![
-            Artifact::dicom("seg", "seg.dcm", seg),
             Artifact::dicom("stl-document", "stl.dcm", stl_document),
             Artifact::dicom("sr", "sr.dcm", sr),
             stl,
             glb,
         ],
-        frame_of_reference_repaired,
-        mesh: Some(report),
-        seconds,
+        report,
     })
+}
+
+/// A radiologist's corrected SEG (already checked and repaired) and what
+/// it yields: the SEG as stored, its mesh and its volume report. The SR
+/// names the correction, not the model, as the method.
+pub struct Correction<'a> {
+    pub seg_bytes: &'a [u8],
+    pub sop_instance_uid: &'a str,
+    pub series_uid: &'a str,
+    pub version: i64,
+    pub algorithm_type: &'a str,
+}
+
+pub fn build_correction(
+    volume: &Volume,
+    header_file: &Path,
+    correction: &Correction<'_>,
+    manifest: &Manifest,
+    ctx: &Context,
+    max_triangles: usize,
+) -> Result<(ResultSet, f64), ResultError> {
+    let mut seconds = StageSeconds::default();
+    let read = liverseg_dicom::repair::read_lenient(correction.seg_bytes)
+        .map_err(|e| ResultError::Correction(e.to_string()))?;
+    let seg = liverseg_dicom::seg::parse(&read.dataset).map_err(ResultError::Correction)?;
+    let liver = seg
+        .liver_segment()
+        .ok_or_else(|| ResultError::Correction("no liver segment".into()))?;
+    let slices = liverseg_dicom::seg::Slices {
+        rows: volume.dims[1],
+        columns: volume.dims[2],
+        orientation: volume.orientation,
+        pixel_spacing: [volume.spacing[1], volume.spacing[2]],
+        positions: volume.positions.clone(),
+    };
+    let mask =
+        liverseg_dicom::seg::rasterize(&seg, liver, &slices).map_err(ResultError::Correction)?;
+    let voxels = mask.iter().map(|&v| v as u64).sum::<u64>();
+    let liver_volume_ml = voxels as f64 * volume.spacing.iter().product::<f64>() / 1000.0;
+    let src = Source::from_volume(volume, header_file).map_err(ResultError::Source)?;
+    let mut algo = algorithm(manifest);
+    algo.name = format!("Corrected segmentation ({})", correction.algorithm_type);
+    algo.version = format!("version {}", correction.version);
+    let identity = derived::Produced {
+        sop_class_uid: liverseg_dicom::sop::SEGMENTATION_STORAGE.to_string(),
+        sop_instance_uid: correction.sop_instance_uid.to_string(),
+        series_instance_uid: correction.series_uid.to_string(),
+        bytes: Vec::new(),
+    };
+    let segment_number =
+        u16::try_from(liver).map_err(|_| ResultError::Correction("segment number".into()))?;
+    let derived = surface_and_report(
+        volume,
+        &src,
+        &identity,
+        segment_number,
+        &mask,
+        liver_volume_ml,
+        &algo,
+        ctx,
+        max_triangles,
+        &mut seconds,
+    )?;
+    let mut artifacts = vec![Artifact::dicom(
+        "seg",
+        "seg.dcm",
+        derived::Produced {
+            bytes: correction.seg_bytes.to_vec(),
+            ..identity
+        },
+    )];
+    artifacts.extend(derived.artifacts);
+    Ok((
+        ResultSet {
+            artifacts,
+            frame_of_reference_repaired: false,
+            mesh: Some(derived.report),
+            seconds,
+        },
+        liver_volume_ml,
+    ))
 }

@@ -19,14 +19,14 @@
 mod seg;
 mod sr;
 mod stl;
-mod write;
+pub(crate) mod write;
 
 #[cfg(feature = "pixeldata")]
 mod source;
 
 pub use seg::segmentation;
 pub use sr::volume_report;
-pub use stl::encapsulated_stl;
+pub use stl::{encapsulated_stl, encapsulated_stl_of};
 
 use dicom_object::InMemDicomObject;
 use sha2::{Digest, Sha256};

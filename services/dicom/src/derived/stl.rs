@@ -18,6 +18,19 @@ pub fn encapsulated_stl(
     title: &str,
     ctx: &Context,
 ) -> Result<Produced, DerivedError> {
+    let (seg_instance, seg_series) = super::seg::identity(ctx);
+    encapsulated_stl_of(src, stl, title, (&seg_instance, &seg_series), ctx)
+}
+
+/// The same, for the surface of another SEG than the one `ctx` writes (a
+/// radiologist's correction).
+pub fn encapsulated_stl_of(
+    src: &Source,
+    stl: &[u8],
+    title: &str,
+    (seg_instance, seg_series): (&str, &str),
+    ctx: &Context,
+) -> Result<Produced, DerivedError> {
     write::check_source(src)?;
     check_text("DocumentTitle", title, VR::ST)?;
     check_stl(stl)?;
@@ -37,14 +50,13 @@ pub fn encapsulated_stl(
     let mut o = write::base(src, ctx, &common)?;
     write::frame_of_reference(&mut o, src, ctx);
 
-    let (seg_instance, seg_series) = super::seg::identity(ctx);
     let mut seg = Obj::new();
     seg.str(
         tags::REFERENCED_SOP_CLASS_UID,
         VR::UI,
         crate::sop::SEGMENTATION_STORAGE,
     )
-    .str(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &seg_instance);
+    .str(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, seg_instance);
 
     // The document is padded to an even length; its own length is stated.
     let mut document = stl.to_vec();
@@ -73,9 +85,9 @@ pub fn encapsulated_stl(
         .item(
             tags::REFERENCED_SERIES_SEQUENCE,
             write::series_reference(
-                &seg_series,
+                seg_series,
                 tags::REFERENCED_INSTANCE_SEQUENCE,
-                [(crate::sop::SEGMENTATION_STORAGE, seg_instance.as_str())],
+                [(crate::sop::SEGMENTATION_STORAGE, seg_instance)],
             ),
         );
     write::part10(o, &common)

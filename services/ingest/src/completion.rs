@@ -101,7 +101,7 @@ impl Tracker {
         }
         let unqueued = store.list_jobs(Some(JobState::Received), i64::MAX).await?;
         for job in &unqueued {
-            self.enqueue(job.id, &job.series_uid).await?;
+            enqueue(&self.inner.deps, job.id, &job.series_uid).await?;
         }
         if !receiving.is_empty() || !unqueued.is_empty() {
             info!(
@@ -157,14 +157,13 @@ impl Tracker {
         };
         let study_uid = first.study_uid.clone();
 
-        if instances
-            .iter()
-            .all(|i| i.sop_class_uid == sop::SEGMENTATION_STORAGE)
-        {
+        // Segmentations, reports and meshes (ours, or corrections) are kept
+        // and served, never segmented.
+        if instances.iter().all(|i| sop::is_derived(&i.sop_class_uid)) {
             store
                 .set_series_state(series_uid, SeriesState::Stored, None)
                 .await?;
-            info!(%series_uid, instances = instances.len(), "segmentation series stored");
+            info!(%series_uid, instances = instances.len(), "derived series stored");
             return Ok(());
         }
         let metas: Vec<_> = instances
@@ -203,6 +202,7 @@ impl Tracker {
         };
 
         let new = NewJob {
+            kind: liverseg_core::JobKind::Segment,
             study_uid,
             series_uid: series_uid.to_string(),
             fingerprint: fingerprint(
@@ -214,7 +214,7 @@ impl Tracker {
         };
         let (job, created) = store.create_job(&new).await?;
         if job.state == JobState::Received {
-            self.enqueue(job.id, series_uid).await?;
+            enqueue(&self.inner.deps, job.id, series_uid).await?;
         }
         store
             .set_series_state(series_uid, SeriesState::Queued, None)
@@ -224,27 +224,26 @@ impl Tracker {
         }
         Ok(())
     }
+}
 
-    /// Hands a recorded job to the queue, then marks it queued. A crash in
-    /// between leaves it `received`, and `recover` enqueues it again; the
-    /// worker tolerates the possible second message.
-    async fn enqueue(
-        &self,
-        job_id: liverseg_core::JobId,
-        series_uid: &str,
-    ) -> Result<(), CompletionError> {
-        let deps = &self.inner.deps;
-        deps.queue
-            .enqueue(&JobMessage {
-                job_id,
-                series_uid: series_uid.to_string(),
-            })
-            .await?;
-        deps.store
-            .transition_job(job_id, &[JobState::Received], JobState::Queued, None, false)
-            .await?;
-        Ok(())
-    }
+/// Hands a recorded job to the queue, then marks it queued. A crash in
+/// between leaves it `received`, and `recover` enqueues it again; the
+/// worker tolerates the possible second message.
+pub(crate) async fn enqueue(
+    deps: &Deps,
+    job_id: liverseg_core::JobId,
+    series_uid: &str,
+) -> Result<(), CompletionError> {
+    deps.queue
+        .enqueue(&JobMessage {
+            job_id,
+            series_uid: series_uid.to_string(),
+        })
+        .await?;
+    deps.store
+        .transition_job(job_id, &[JobState::Received], JobState::Queued, None, false)
+        .await?;
+    Ok(())
 }
 
 /// SHA-256 over the sorted (SOP Instance UID, content hash) pairs.

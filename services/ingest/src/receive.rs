@@ -8,7 +8,8 @@ use crate::Deps;
 use liverseg_core::config::DuplicatePolicy;
 use liverseg_core::{AuditEvent, Config, InstanceRecord, time::now_millis};
 use liverseg_dicom::dimse::{Command, status};
-use liverseg_dicom::instance::{self, Parsed};
+use liverseg_dicom::instance::{self, Identity, Parsed};
+use liverseg_dicom::sop;
 use liverseg_store::blob::{self, BlobError};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -232,6 +233,13 @@ impl Ingest {
                 "SOP Class UID in data set differs from command",
             );
         }
+        if id.sop_class_uid == sop::SEGMENTATION_STORAGE {
+            let origin = crate::correction::Origin {
+                via: "cstore",
+                peer: calling_ae.to_string(),
+            };
+            return self.correction(tmp_path, &origin).await;
+        }
         let sha256 = hex::encode(std::mem::take(&mut incoming.hasher).finalize());
         let record = InstanceRecord {
             sop_instance_uid: id.sop_instance_uid.clone(),
@@ -252,6 +260,113 @@ impl Ingest {
         match self.decide(record, &parsed, tmp_path).await {
             Ok(outcome) => outcome,
             Err(outcome) => outcome,
+        }
+    }
+
+    /// Stores a complete Part 10 file that arrived by another door than
+    /// DIMSE (STOW-RS, gRPC upload) exactly as a C-STORE would be stored.
+    /// `tmp_path` comes from the blob store's `temp_file` and is consumed.
+    /// Returns the instance's identity when its header could be read.
+    pub async fn accept_file(
+        &self,
+        tmp_path: PathBuf,
+        origin: &crate::correction::Origin,
+    ) -> (Option<Identity>, Outcome) {
+        let result = self.accept_file_inner(tmp_path.clone(), origin).await;
+        let _ = tokio::task::spawn_blocking(move || blob::discard(&tmp_path)).await;
+        result
+    }
+
+    async fn accept_file_inner(
+        &self,
+        tmp_path: PathBuf,
+        origin: &crate::correction::Origin,
+    ) -> (Option<Identity>, Outcome) {
+        let path = tmp_path.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let bytes = std::fs::read(&path).map_err(|e| io_failure(&e))?;
+            let sha256 = hex::encode(Sha256::digest(&bytes));
+            instance::read_header_and_transfer_syntax(&path)
+                .map(|(p, ts)| (p, ts, sha256, bytes.len()))
+                .map_err(|e| (status::CANNOT_UNDERSTAND, short(&e.to_string())))
+        })
+        .await;
+        let (parsed, ts, sha256, size) = match checked {
+            Ok(Ok(v)) => v,
+            Ok(Err((code, reason))) => return (None, refused(code, reason)),
+            Err(e) => return (None, refused(status::OUT_OF_RESOURCES, e.to_string())),
+        };
+        let identity = parsed.identity.clone();
+        if !sop::is_storage_class(&identity.sop_class_uid) {
+            return (
+                Some(identity),
+                refused(
+                    status::SOP_CLASS_NOT_SUPPORTED,
+                    "SOP class not accepted (CT, Enhanced CT and SEG are)",
+                ),
+            );
+        }
+        if !sop::decodable_transfer_syntaxes().contains(&ts) {
+            return (
+                Some(identity),
+                refused(
+                    status::CANNOT_UNDERSTAND,
+                    format!("transfer syntax {ts} cannot be decoded here"),
+                ),
+            );
+        }
+        if identity.sop_class_uid == sop::SEGMENTATION_STORAGE {
+            return (Some(identity), self.correction(tmp_path, origin).await);
+        }
+        let record = InstanceRecord {
+            sop_instance_uid: identity.sop_instance_uid.clone(),
+            sop_class_uid: identity.sop_class_uid.clone(),
+            series_uid: identity.series_uid.clone(),
+            study_uid: identity.study_uid.clone(),
+            transfer_syntax_uid: ts,
+            blob_key: format!(
+                "instances/{}/{}/{}.dcm",
+                identity.study_uid, identity.series_uid, identity.sop_instance_uid
+            ),
+            sha256,
+            size_bytes: size as i64,
+            received_at: now_millis(),
+            calling_ae: origin.peer.chars().take(64).collect(),
+            meta: parsed.meta.clone(),
+        };
+        let outcome = match self.decide(record, &parsed, tmp_path).await {
+            Ok(outcome) | Err(outcome) => outcome,
+        };
+        (Some(identity), outcome)
+    }
+
+    /// A SEG is a correction: it becomes a version, or is refused whole.
+    async fn correction(&self, path: PathBuf, origin: &crate::correction::Origin) -> Outcome {
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(b) => b,
+            Err(e) => {
+                let (code, reason) = io_failure(&e);
+                return refused(code, reason);
+            }
+        };
+        match crate::correction::submit(&self.deps, bytes, origin).await {
+            Ok(accepted) if accepted.new => Outcome::Stored {
+                series_uid: accepted.version.series_uid,
+            },
+            Ok(accepted) => Outcome::Unchanged {
+                series_uid: accepted.version.series_uid,
+            },
+            Err(e) if e.is_client_error() => {
+                info!(error = %e, via = origin.via, "correction refused");
+                Outcome::Refused {
+                    status: status::CANNOT_UNDERSTAND,
+                    reason: e.to_string(),
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, via = origin.via, "correction could not be stored");
+                refused(status::OUT_OF_RESOURCES, "storing the correction failed")
+            }
         }
     }
 
