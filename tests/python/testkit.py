@@ -10,6 +10,7 @@ an independent DICOM SEG made with highdicom.
     python testkit.py seg CT_DIR MASK_DIR OUT.dcm
     python testkit.py seg-pixels SEG.dcm UIDS.txt OUT.u8
     python testkit.py sr-read SR.dcm
+    python testkit.py seg-variant SEG.dcm OUT.dcm --mode erode|unknown-series|shifted [--voxels N] [--ohif-flaws]
 """
 
 from __future__ import annotations
@@ -193,6 +194,122 @@ def seg(a):
     s.save_as(a.out)
 
 
+def _new_uid():
+    import pydicom.uid
+    return pydicom.uid.generate_uid()
+
+
+def _unpack(ds):
+    rows, cols, n = int(ds.Rows), int(ds.Columns), int(ds.NumberOfFrames)
+    bits = np.unpackbits(np.frombuffer(ds.PixelData, dtype=np.uint8), bitorder="little")
+    return bits[: n * rows * cols].reshape(n, rows, cols).astype(np.uint8)
+
+
+def _pack(frames):
+    flat = frames.reshape(-1).astype(np.uint8)
+    packed = np.packbits(flat, bitorder="little").tobytes()
+    return packed + (b"\0" if len(packed) % 2 else b"")
+
+
+def _erode(frames, n):
+    # 2D erosion (4-neighbourhood) per frame, n times: a radiologist trimming the edge.
+    out = frames.copy()
+    for _ in range(n):
+        inner = out.copy()
+        inner[:, 1:, :] &= out[:, :-1, :]
+        inner[:, :-1, :] &= out[:, 1:, :]
+        inner[:, :, 1:] &= out[:, :, :-1]
+        inner[:, :, :-1] &= out[:, :, 1:]
+        inner[:, 0, :] = 0
+        inner[:, -1, :] = 0
+        inner[:, :, 0] = 0
+        inner[:, :, -1] = 0
+        out = inner
+    return out
+
+
+def seg_variant(a):
+    """Writes a changed copy of a binary SEG with a new SOP Instance UID (and SEG
+    series): `erode` trims the mask by --voxels in-plane and prints the Dice
+    against the input, computed here; `unknown-series` points it at a series
+    nobody holds; `shifted` moves every frame half a slice along the normal.
+    --ohif-flaws reproduces OHIF 3.12's export: no (0002,0001) in the file meta
+    and an empty PixelMeasuresSequence."""
+    import pydicom
+    ds = pydicom.dcmread(a.seg)
+    ds.SOPInstanceUID = _new_uid()
+    ds.SeriesInstanceUID = _new_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SeriesDescription = "Liver segmentation, corrected"
+    for item in ds.SegmentSequence:
+        item.SegmentAlgorithmType = "MANUAL"
+        if "SegmentationAlgorithmIdentificationSequence" in item:
+            del item.SegmentationAlgorithmIdentificationSequence
+        if "SegmentAlgorithmName" in item:
+            del item.SegmentAlgorithmName
+    report = {"mode": a.mode, "sop_instance_uid": ds.SOPInstanceUID}
+    if a.mode == "erode":
+        before = _unpack(ds)
+        after = _erode(before, a.voxels)
+        ds.PixelData = _pack(after)
+        both = int((before & after).sum())
+        report.update({
+            "voxels_before": int(before.sum()),
+            "voxels_after": int(after.sum()),
+            "expected_dice": 2.0 * both / float(before.sum() + after.sum()),
+        })
+    elif a.mode == "unknown-series":
+        unknown = _new_uid()
+        for ref in ds.ReferencedSeriesSequence:
+            ref.SeriesInstanceUID = unknown
+            for inst in ref.ReferencedInstanceSequence:
+                inst.ReferencedSOPInstanceUID = _new_uid()
+        for fg in ds.PerFrameFunctionalGroupsSequence:
+            for der in fg.get("DerivationImageSequence", []):
+                for src in der.SourceImageSequence:
+                    src.ReferencedSOPInstanceUID = _new_uid()
+    elif a.mode == "shifted":
+        shared = ds.SharedFunctionalGroupsSequence[0]
+        spacing = float(shared.PixelMeasuresSequence[0].get("SpacingBetweenSlices", 0) or 0) or 1.0
+        for fg in ds.PerFrameFunctionalGroupsSequence:
+            pos = fg.PlanePositionSequence[0]
+            ipp = [float(v) for v in pos.ImagePositionPatient]
+            ipp[2] += spacing / 2.0 + 0.3
+            pos.ImagePositionPatient = [f"{v:.6f}" for v in ipp]
+    if a.ohif_flaws:
+        ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence = [pydicom.Dataset()]
+    ds.save_as(a.out, enforce_file_format=True)
+    if a.ohif_flaws:
+        _drop_meta_version(a.out)
+    print(json.dumps(report))
+
+
+def _drop_meta_version(path):
+    """Removes (0002,0001) from a Part 10 file's meta group, fixing its length."""
+    import struct
+    data = pathlib.Path(path).read_bytes()
+    assert data[128:132] == b"DICM"
+    pos, out = 132, bytearray()
+    group_len_at = None
+    while data[pos:pos + 2] == b"\x02\x00":
+        elem = struct.unpack("<H", data[pos + 2:pos + 4])[0]
+        vr = data[pos + 4:pos + 6]
+        if vr in (b"OB", b"OW", b"SQ", b"UN", b"UT", b"UC", b"UR"):
+            length, header = struct.unpack("<I", data[pos + 8:pos + 12])[0], 12
+        else:
+            length, header = struct.unpack("<H", data[pos + 6:pos + 8])[0], 8
+        chunk = data[pos:pos + header + length]
+        if elem == 0x0000:
+            group_len_at = len(out)
+        if elem != 0x0001:
+            out += chunk
+        pos += header + length
+    if group_len_at is not None:
+        rest = len(out) - (group_len_at + 12)
+        out[group_len_at + 8:group_len_at + 12] = struct.pack("<I", rest)
+    pathlib.Path(path).write_bytes(data[:132] + bytes(out) + data[pos:])
+
+
 def seg_pixels(a):
     """Reads a SEG with highdicom and writes segment 1 over the source instances
     listed in UIDS.txt (one per line, in that order) as raw uint8
@@ -210,7 +327,8 @@ def seg_pixels(a):
         "segments": [int(n) for n in seg.segment_numbers],
         "label": desc.segment_label,
         "algorithm_type": desc.algorithm_type.value,
-        "algorithm_name": desc.algorithm_identification[0].AlgorithmName,
+        "algorithm_name": (desc.algorithm_identification[0].AlgorithmName
+                           if desc.algorithm_identification else None),
         "property_type": desc.segmented_property_type.value,
         "frame_of_reference": seg.FrameOfReferenceUID,
         "source_instances": len(seg.get_source_image_uids()),
@@ -276,11 +394,17 @@ def main():
     p.add_argument("seg"); p.add_argument("uids"); p.add_argument("out")
     p.add_argument("--allow-missing", action="store_true",
                    help="instances without a frame read as empty instead of failing")
+    p = sub.add_parser("seg-variant")
+    p.add_argument("seg")
+    p.add_argument("out")
+    p.add_argument("--mode", choices=["erode", "unknown-series", "shifted"], required=True)
+    p.add_argument("--voxels", type=int, default=2)
+    p.add_argument("--ohif-flaws", action="store_true")
     p = sub.add_parser("sr-read")
     p.add_argument("sr")
     a = ap.parse_args()
     {"ort-run": ort_run, "ort-bench": ort_bench, "j2k": j2k, "restore": restore, "lits": lits,
-     "seg": seg, "seg-pixels": seg_pixels, "sr-read": sr_read}[a.cmd](a)
+     "seg": seg, "seg-pixels": seg_pixels, "sr-read": sr_read, "seg-variant": seg_variant}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod dcmtk;
+pub mod http;
 pub mod orthanc;
 pub mod postgres;
 pub mod python;

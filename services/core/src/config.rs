@@ -91,6 +91,13 @@ pub struct WorkerConfig {
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     pub bind: SocketAddr,
+    /// Absolute base URL behind a proxy; empty: from the request.
+    pub public_url: String,
+    pub max_upload_bytes: u64,
+    /// OHIF and three.js as fetched by `deploy/fetch-viewer.sh`; empty: none.
+    pub viewer_dir: PathBuf,
+    /// 0 keeps studies forever.
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -308,6 +315,17 @@ impl Config {
             131_072,
         )?;
         in_range("listener.timeout_seconds", l.timeout_seconds, 1, 3600)?;
+        check_url(
+            "gateway.public_url",
+            &self.gateway.public_url,
+            &["http", "https"],
+        )?;
+        in_range(
+            "gateway.max_upload_bytes",
+            self.gateway.max_upload_bytes,
+            1024,
+            1 << 40,
+        )?;
         in_range("listener.stable_seconds", l.stable_seconds, 1, 86_400)?;
         in_range(
             "series.min_slices",

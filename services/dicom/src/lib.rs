@@ -26,3 +26,7 @@ pub mod sop;
 pub mod uid;
 #[cfg(feature = "pixeldata")]
 pub mod volume;
+
+/// The pixel codecs, for callers that decode frames themselves.
+#[cfg(feature = "pixeldata")]
+pub use dicom_pixeldata;

@@ -1,94 +1,123 @@
-//! The gateway role: a read-only JSON API over jobs and series for
-//! operators and dashboards.
+//! The gateway role: everything people and programs reach over HTTP, on one
+//! port (`gateway.bind`).
 //!
-//! * `GET /api/v1/jobs?state=S&limit=N` newest first
-//! * `GET /api/v1/jobs/{id}`
-//! * `GET /api/v1/series/{uid}`
+//! * [`dicomweb`]: DICOMweb under `/dicom-web` (QIDO-RS, WADO-RS, STOW-RS,
+//!   rendered PNG with the liver overlay) for OHIF and PACS.
+//! * [`grpc`]: the `liverseg.v1` gRPC API, health and reflection, with
+//!   grpc-web for browsers; told apart from HTTP by its content type.
+//! * [`api`]: the JSON API over jobs, series and segmentation versions,
+//!   and the liver mesh of a study.
+//! * [`viewer`]: the prebuilt OHIF at `/viewer` and the 3D liver page at
+//!   `/3d/{study}`.
+//! * [`retention`]: removes studies older than `gateway.retention_days`.
+//!
+//! Uploads (STOW-RS, gRPC) are stored by `liverseg-ingest`, exactly as the
+//! listener stores a C-STORE, so a series that arrives by either door is
+//! segmented the same way.
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use liverseg_core::{JobId, JobState};
-use liverseg_store::MetadataStore;
-use serde::Deserialize;
+pub mod api;
+pub mod dicomweb;
+pub mod error;
+pub mod grpc;
+pub mod retention;
+pub mod viewer;
+
+use liverseg_core::Config;
+use liverseg_ingest::completion::Tracker;
+use liverseg_ingest::receive::Ingest;
+use liverseg_queue::JobQueue;
+use liverseg_store::{MetadataStore, blob::FsBlobStore};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// What the gateway needs from the outside world.
 #[derive(Clone)]
 pub struct Deps {
     pub store: Arc<dyn MetadataStore>,
+    pub queue: Arc<dyn JobQueue>,
+    pub blobs: FsBlobStore,
 }
 
-/// Serves the API on `listener` until `shutdown`.
+/// State shared by every handler.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub deps: Deps,
+    /// Stores uploaded instances (STOW-RS, gRPC).
+    pub ingest: Ingest,
+    /// Turns uploaded CT series into jobs once they stop growing.
+    pub tracker: Tracker,
+    pub metadata: dicomweb::metadata::Cache,
+}
+
+pub type AppState = Arc<Shared>;
+
+impl Shared {
+    pub fn new(config: Arc<Config>, deps: Deps) -> AppState {
+        let ingest_deps = liverseg_ingest::Deps {
+            store: deps.store.clone(),
+            queue: deps.queue.clone(),
+            blobs: deps.blobs.clone(),
+        };
+        Arc::new(Shared {
+            ingest: Ingest::new(config.clone(), ingest_deps.clone()),
+            tracker: Tracker::new(config.clone(), ingest_deps),
+            metadata: dicomweb::metadata::Cache::new(64),
+            config,
+            deps,
+        })
+    }
+
+    /// The ingestion dependencies (corrections are submitted with them).
+    pub fn ingest_deps(&self) -> liverseg_ingest::Deps {
+        liverseg_ingest::Deps {
+            store: self.deps.store.clone(),
+            queue: self.deps.queue.clone(),
+            blobs: self.deps.blobs.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("serving HTTP: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("recovering unfinished uploads at start-up: {0}")]
+    Recover(String),
+}
+
+/// Serves the gateway on `listener` until `shutdown`.
 pub async fn run(
+    config: Arc<Config>,
     deps: Deps,
     listener: TcpListener,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
+) -> Result<(), GatewayError> {
+    let state = Shared::new(config, deps);
+    state
+        .tracker
+        .recover()
+        .await
+        .map_err(|e| GatewayError::Recover(e.to_string()))?;
+    let completion = tokio::spawn(state.tracker.clone().run(shutdown.clone()));
+    let sweeper = tokio::spawn(retention::run(state.clone(), shutdown.clone()));
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "gateway ready");
+        tracing::info!(%addr, "gateway ready (DICOMweb /dicom-web, gRPC, /viewer, /api/v1)");
     }
-    axum::serve(listener, router(deps))
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+        .map_err(GatewayError::Serve);
+    completion.abort();
+    sweeper.abort();
+    served
 }
 
-pub fn router(deps: Deps) -> Router {
-    Router::new()
-        .route("/api/v1/jobs", get(list_jobs))
-        .route("/api/v1/jobs/{id}", get(get_job))
-        .route("/api/v1/series/{uid}", get(get_series))
-        .with_state(deps)
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
-}
-
-fn unavailable(e: liverseg_store::StoreError) -> Response {
-    tracing::warn!(error = %e, "metadata store failed");
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "metadata store unavailable",
-    )
-}
-
-#[derive(Deserialize)]
-struct JobsQuery {
-    state: Option<String>,
-    limit: Option<i64>,
-}
-
-async fn list_jobs(State(deps): State<Deps>, Query(q): Query<JobsQuery>) -> Response {
-    let state = match q.state.as_deref().map(str::parse::<JobState>).transpose() {
-        Ok(s) => s,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    match deps.store.list_jobs(state, limit).await {
-        Ok(jobs) => Json(jobs).into_response(),
-        Err(e) => unavailable(e),
-    }
-}
-
-async fn get_job(State(deps): State<Deps>, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<JobId>() else {
-        return error(StatusCode::BAD_REQUEST, format!("{id:?} is not a job id"));
-    };
-    match deps.store.get_job(id).await {
-        Ok(Some(job)) => Json(job).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such job"),
-        Err(e) => unavailable(e),
-    }
-}
-
-async fn get_series(State(deps): State<Deps>, Path(uid): Path<String>) -> Response {
-    match deps.store.get_series(&uid).await {
-        Ok(Some(s)) => Json(s).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such series"),
-        Err(e) => unavailable(e),
-    }
+/// Every route of the gateway.
+pub fn router(state: AppState) -> axum::Router {
+    let http = axum::Router::new()
+        .merge(api::router(state.clone()))
+        .nest("/dicom-web", dicomweb::router(state.clone()))
+        .merge(viewer::router(state.clone()));
+    grpc::with_grpc(state, http)
 }

@@ -73,11 +73,14 @@ pub async fn serve(config: Arc<Config>, mut roles: Vec<Role>) -> anyhow::Result<
         let socket = bind(config.gateway.bind, "gateway.bind").await?;
         let deps = liverseg_gateway::Deps {
             store: store.clone(),
+            queue: queue.clone(),
+            blobs: blobs.clone(),
         };
-        let (shutdown, ready) = (shutdown.clone(), readiness.role("gateway"));
+        let (config, shutdown, ready) =
+            (config.clone(), shutdown.clone(), readiness.role("gateway"));
         tasks.spawn(async move {
             ready.set();
-            liverseg_gateway::run(deps, socket, shutdown)
+            liverseg_gateway::run(config, deps, socket, shutdown)
                 .await
                 .map_err(|e| anyhow::anyhow!("gateway: {e}"))
         });
