@@ -128,30 +128,45 @@ try {
   result.screenshot = await screenshot(page, opt.screenshot); // the loaded SEG with the edit
   const segLabel = (await segState(page)).segmentations[0]?.label || '';
 
-  // Segmentation actions menu: the menu button next to the segmentation selector (combobox).
-  await waitClick((label) => {
-    const combo = [...document.querySelectorAll('button[role=combobox]')]
-      .find((b) => b.offsetParent && b.innerText.trim().startsWith(label.slice(0, 12)));
-    let p = combo;
-    while (p && !p.querySelector('button[aria-haspopup=menu]')) p = p.parentElement;
-    return p ? p.querySelector('button[aria-haspopup=menu]') : null;
-  }, segLabel, 'the segmentation actions menu');
-  await sleep(500);
-  await waitClick(() => [...document.querySelectorAll('[role=menuitem]')].find((e) => /Download\s*&\s*Export/i.test(e.innerText)),
-    null, '"Download & Export"', { hover: true });
-  await sleep(500);
-  result.export_item = await waitClick(() => {
-    // The submenu has a "Download" group and an "Export" group; take "DICOM SEG" under "Export".
-    const label = [...document.querySelectorAll('[role=menu] *')]
-      .find((e) => e.children.length <= 2 && e.innerText?.trim() === 'Export');
-    return [...document.querySelectorAll('[role=menuitem]')].find((e) => e.innerText.trim() === 'DICOM SEG'
-      && label && (label.compareDocumentPosition(e) & Node.DOCUMENT_POSITION_FOLLOWING)
-      && e.getAttribute('aria-disabled') !== 'true' && !e.hasAttribute('data-disabled'));
-  }, null, 'Export -> "DICOM SEG"');
-
-  // "Store Segmentation" dialog: keep the proposed series/name, press Save.
-  const dialog = await page.waitForSelector('[role=dialog] [data-cy="input-dialog-save-button"] button, [data-cy="input-dialog-save-button"] button',
-    { timeout: 30_000 });
+  // Opening the export menu and choosing DICOM SEG: on a busy machine a click can land while the
+  // menu is still animating, and no dialog follows; then the whole menu path is tried again.
+  const openExportDialog = async () => {
+    // Segmentation actions menu: the menu button next to the segmentation selector (combobox).
+    await waitClick((label) => {
+      const combo = [...document.querySelectorAll('button[role=combobox]')]
+        .find((b) => b.offsetParent && b.innerText.trim().startsWith(label.slice(0, 12)));
+      let p = combo;
+      while (p && !p.querySelector('button[aria-haspopup=menu]')) p = p.parentElement;
+      return p ? p.querySelector('button[aria-haspopup=menu]') : null;
+    }, segLabel, 'the segmentation actions menu');
+    await sleep(500);
+    await waitClick(() => [...document.querySelectorAll('[role=menuitem]')].find((e) => /Download\s*&\s*Export/i.test(e.innerText)),
+      null, '"Download & Export"', { hover: true });
+    await sleep(500);
+    result.export_item = await waitClick(() => {
+      // The submenu has a "Download" group and an "Export" group; take "DICOM SEG" under "Export".
+      const label = [...document.querySelectorAll('[role=menu] *')]
+        .find((e) => e.children.length <= 2 && e.innerText?.trim() === 'Export');
+      return [...document.querySelectorAll('[role=menuitem]')].find((e) => e.innerText.trim() === 'DICOM SEG'
+        && label && (label.compareDocumentPosition(e) & Node.DOCUMENT_POSITION_FOLLOWING)
+        && e.getAttribute('aria-disabled') !== 'true' && !e.hasAttribute('data-disabled'));
+    }, null, 'Export -> "DICOM SEG"');
+    // "Store Segmentation" dialog: keep the proposed series/name, press Save.
+    return page.waitForSelector('[role=dialog] [data-cy="input-dialog-save-button"] button, [data-cy="input-dialog-save-button"] button',
+      { timeout: 60_000 });
+  };
+  let dialog;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      dialog = await openExportDialog();
+      break;
+    } catch (e) {
+      if (attempt >= 3) throw e;
+      log(`no save dialog (attempt ${attempt}): ${e.message}; trying the export menu again`);
+      await page.keyboard.press('Escape');
+      await sleep(1000);
+    }
+  }
   result.dialog = await page.evaluate(() => {
     const d = document.querySelector('[role=dialog]');
     return d ? { title: d.querySelector('h2')?.innerText || null,

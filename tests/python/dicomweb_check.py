@@ -139,6 +139,16 @@ def files(directory):
     return sorted(p for p in pathlib.Path(directory).rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
+# Study and Patient IE attributes that are not among PS3.18's default study
+# result attributes: asked for with includefield.
+STUDY_INCLUDE_CANDIDATES = ["StudyDescription", "PatientAge", "PatientWeight", "PatientSize",
+                            "AdditionalPatientHistory", "OtherPatientIDs"]
+
+
+def study_include_field(ds):
+    return next((k for k in STUDY_INCLUDE_CANDIDATES if str(ds.get(k, "")).strip()), None)
+
+
 def client_for(url):
     client = DICOMwebClient(url, timeout=120)
     # dicomweb-client sends `Host: HOST` without the port on every GET and
@@ -180,6 +190,7 @@ def make_upload(ct_file, out, count):
         ds.FrameOfReferenceUID = frame_of_reference
         ds.InstanceNumber = i + 1
         ds.SeriesDescription = f"dicomweb_check upload {i % len(series) + 1}"
+        ds.StudyDescription = "dicomweb_check upload"
         path = out / f"upload_{i + 1}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
@@ -291,6 +302,14 @@ def roundtrip(a):
 
     report.run("qido_patient_name_wildcard", qido_patient_name)
 
+    def check_study_include_field(uid, ds, keyword):
+        tag = f"{pydicom.datadict.tag_for_keyword(keyword):08X}"
+        found = client.search_for_studies(search_filters={"StudyInstanceUID": uid}, fields=[keyword])
+        expect(len(found) == 1, f"{len(found)} studies for {uid}")
+        got = value(found[0], tag)
+        expect(got == str(ds.get(keyword)).strip(),
+               f"includefield={keyword}: {got!r}, file has {str(ds.get(keyword))!r}")
+
     def qido_fuzzy():
         name = str(first.get("PatientName", ""))
         expect(name, "the files have no PatientName")
@@ -326,18 +345,13 @@ def roundtrip(a):
     report.run("qido_date_range", qido_date_range)
 
     def qido_includefield():
-        # Study level: an attribute that is not a default study result key.
-        candidates = ["InstitutionName", "StudyDescription", "PatientAge", "StationName"]
-        keyword = next((k for k in candidates if str(first.get(k, "")).strip()), None)
-        out = {}
+        # Study level: a Study or Patient IE attribute that is not a default
+        # study result key, when the files have one (stow_qido checks the
+        # uploads' StudyDescription too).
+        keyword = study_include_field(first)
+        out = {"study_field": keyword}
         if keyword:
-            tag = f"{pydicom.datadict.tag_for_keyword(keyword):08X}"
-            found = client.search_for_studies(search_filters={"StudyInstanceUID": study}, fields=[keyword])
-            expect(len(found) == 1, f"{len(found)} studies")
-            got = value(found[0], tag)
-            expect(got == str(first.get(keyword)).strip(),
-                   f"includefield={keyword}: {got!r}, file has {str(first.get(keyword))!r}")
-            out["study_field"] = keyword
+            check_study_include_field(study, first, keyword)
         # Instance level: ImagePositionPatient of every instance, paged.
         found = client.search_for_instances(study, series, fields=["ImagePositionPatient"])
         compared = 0
@@ -517,10 +531,14 @@ def roundtrip(a):
         got_series = sorted(value(s, SERIES_UID) for s in client.search_for_series(up_study))
         expect(got_series == up_series, f"series {got_series}, uploaded {up_series}")
         paged = check_paging(lambda **kw: client.search_for_series(up_study, **kw), 1, SERIES_UID, up_series)
+        keyword = study_include_field(uploads[0])
+        if keyword:
+            check_study_include_field(up_study, uploads[0], keyword)
         instances = client.search_for_instances(up_study)
         uids = {value(i, SOP_UID) for i in instances}
         expect(uids == {ds.SOPInstanceUID for ds in uploads}, f"{len(uids)} instances, {len(uploads)} uploaded")
-        return {"series": len(got_series), "instances": len(instances), "series_paging": paged}
+        return {"series": len(got_series), "instances": len(instances), "series_paging": paged,
+                "study_field": keyword}
 
     report.run("stow_qido", stow_qido, "stow_store")
 

@@ -48,12 +48,15 @@ pub struct Shared {
     /// Turns uploaded CT series into jobs once they stop growing.
     pub tracker: Tracker,
     pub metadata: dicomweb::metadata::Cache,
+    /// The port the gateway listens on, for absolute URLs when a client's
+    /// Host header leaves the port out.
+    pub port: u16,
 }
 
 pub type AppState = Arc<Shared>;
 
 impl Shared {
-    pub fn new(config: Arc<Config>, deps: Deps) -> AppState {
+    pub fn new(config: Arc<Config>, deps: Deps, port: u16) -> AppState {
         let ingest_deps = liverseg_ingest::Deps {
             store: deps.store.clone(),
             queue: deps.queue.clone(),
@@ -63,6 +66,7 @@ impl Shared {
             ingest: Ingest::new(config.clone(), ingest_deps.clone()),
             tracker: Tracker::new(config.clone(), ingest_deps),
             metadata: dicomweb::metadata::Cache::new(64),
+            port,
             config,
             deps,
         })
@@ -93,7 +97,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
-    let state = Shared::new(config, deps);
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let state = Shared::new(config, deps, port);
     state
         .tracker
         .recover()

@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/viewer/{*path}", get(viewer))
         .route("/assets/three/{*path}", get(three))
         .route("/3d/{study}", get(liver_page))
+        .route("/3d/{study}/", get(liver_page))
         .with_state(state)
 }
 

@@ -240,6 +240,13 @@ fn segment(algo: &Algorithm, ctx: &Context) -> Obj {
         )
         .str(tags::TRACKING_ID, VR::UT, &algo.segment_label)
         .str(tags::TRACKING_UID, VR::UI, &tracking_uid(ctx));
+    // Viewers colour the segment with it (OHIF warns when it is missing):
+    // the liver's usual colour, sRGB (221, 130, 101), in scaled CIELab.
+    s.0.put(dicom_core::DataElement::new(
+        tags::RECOMMENDED_DISPLAY_CIE_LAB_VALUE,
+        VR::US,
+        dicom_core::dicom_value!(U16, [40632, 40896, 40382]),
+    ));
     s
 }
 

@@ -101,9 +101,18 @@ pub fn root_url(state: &AppState, headers: &HeaderMap) -> String {
             .filter(|v| !v.is_empty())
     };
     let proto = value("x-forwarded-proto").unwrap_or_else(|| "http".into());
-    let host = value("x-forwarded-host")
-        .or_else(|| value(header::HOST.as_str()))
-        .unwrap_or_else(|| state.config.gateway.bind.to_string());
+    let host = match value("x-forwarded-host") {
+        Some(forwarded) => forwarded,
+        // Some clients (dicomweb-client) send Host without the port; the
+        // URIs we hand out must still reach us.
+        None => match value(header::HOST.as_str()) {
+            Some(h) if !h.contains(':') && ![0, 80, 443].contains(&state.port) => {
+                format!("{h}:{}", state.port)
+            }
+            Some(h) => h,
+            None => format!("127.0.0.1:{}", state.port),
+        },
+    };
     let prefix = value("x-forwarded-prefix").unwrap_or_default();
     format!("{proto}://{host}{}/dicom-web", prefix.trim_end_matches('/'))
 }

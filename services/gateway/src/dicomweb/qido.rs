@@ -210,8 +210,10 @@ fn matches(vr: &str, element: Option<&Value>, query: &str, fuzzy: bool) -> bool 
             })
         }
         _ if query.contains(['*', '?']) => values.iter().any(|v| wildcard(query, v)),
+        // A list (comma or backslash) matches any of its values, as OHIF
+        // sends ModalitiesInStudy=CT,SEG.
         _ => {
-            let wanted: Vec<&str> = query.split('\\').collect();
+            let wanted: Vec<&str> = query.split([',', '\\']).map(str::trim).collect();
             values.iter().any(|v| wanted.contains(&v.as_str()))
         }
     }
@@ -363,6 +365,24 @@ fn instance_attrs(i: &InstanceRecord) -> BTreeMap<String, Value> {
     attrs.insert("00080016".into(), uid("UI", &i.sop_class_uid));
     attrs.insert("00080018".into(), uid("UI", &i.sop_instance_uid));
     attrs.insert("00083002".into(), uid("UI", &i.transfer_syntax_uid));
+    // Geometry is kept with every instance: includefield may ask for it.
+    let m = &i.meta;
+    let decimals = |v: &[f64]| json!({ "vr": "DS", "Value": v });
+    if let Some(v) = m.image_position {
+        attrs.insert("00200032".into(), decimals(&v));
+    }
+    if let Some(v) = m.image_orientation {
+        attrs.insert("00200037".into(), decimals(&v));
+    }
+    if let Some(v) = m.pixel_spacing {
+        attrs.insert("00280030".into(), decimals(&v));
+    }
+    if let Some(v) = m.slice_thickness {
+        attrs.insert("00180050".into(), decimals(&[v]));
+    }
+    if let Some(v) = &m.frame_of_reference_uid {
+        attrs.insert("00200052".into(), uid("UI", v));
+    }
     attrs
 }
 
@@ -595,6 +615,7 @@ mod tests {
         assert!(!hit("StudyInstanceUID=1.2"));
         assert!(hit("Modality=CT&SeriesNumber=4"));
         assert!(!hit("Modality=MR"));
+        assert!(hit("Modality=MR,CT"));
         assert!(hit("AccessionNumber="));
         assert!(!hit("AccessionNumber=A1"));
         assert!(Query::parse(Some("NoSuchAttribute=1")).is_err());
