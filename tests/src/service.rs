@@ -242,3 +242,39 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
         .unwrap_or_default();
     Some((code, body))
 }
+
+/// A service that has received the IRCADb CT by C-STORE and finished its
+/// job, with the series' identity.
+pub struct Processed {
+    pub svc: Service,
+    pub ct_dir: PathBuf,
+    pub study: String,
+    pub series: String,
+}
+
+/// Starts liverseg in `dir` (with `env`), sends the IRCADb patient 1 CT
+/// from `data` with dcmtk and waits until its job is done.
+pub fn ircadb_processed(dir: &Path, data: &Path, env: &[(&str, &str)]) -> Processed {
+    let ct_dir = data.join("dicom/ircadb_01/PATIENT_DICOM");
+    let first = liverseg_dicom::scu::collect_files(&ct_dir).unwrap()[0].clone();
+    let id = liverseg_dicom::instance::read_header(&first)
+        .unwrap()
+        .identity;
+    let mut all = vec![("LIVERSEG__LISTENER__COMPLETE_ON_RELEASE", "true")];
+    all.extend_from_slice(env);
+    let svc = Service::start(dir, &all);
+    let out = crate::dcmtk::storescu(svc.dicom_port, "LIVERSEG", "MODALITY", &[&ct_dir], &[])
+        .expect("storescu is installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    svc.wait_for_job_state(&id.series_uid, "done", 900);
+    Processed {
+        svc,
+        ct_dir,
+        study: id.study_uid,
+        series: id.series_uid,
+    }
+}

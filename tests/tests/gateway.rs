@@ -6,10 +6,9 @@
 //! a JSON reason while nothing is stored.
 
 use liverseg_dicom::instance::read_header;
-use liverseg_tests::dcmtk::storescu;
 use liverseg_tests::http::{Reply, parts, request, stow_body};
 use liverseg_tests::python::{python, testkit};
-use liverseg_tests::service::Service;
+use liverseg_tests::service::{Processed, Service, ircadb_processed};
 use liverseg_tests::{test_data, wait_until};
 use serde_json::Value;
 use std::ffi::OsStr;
@@ -109,26 +108,19 @@ fn dicomweb_corrections_and_refusals() {
         eprintln!("skipped: the test Python environment is missing");
         return;
     };
-    let ct_dir = data.join("dicom/ircadb_01/PATIENT_DICOM");
-    let files = liverseg_dicom::scu::collect_files(&ct_dir).unwrap();
-    let id = read_header(&files[0]).unwrap().identity;
-    let (study, series) = (id.study_uid, id.series_uid);
     let dir = tempfile::tempdir().unwrap();
     let max_upload = MAX_UPLOAD.to_string();
-    let svc = Service::start(
+    let Processed {
+        svc,
+        ct_dir,
+        study,
+        series,
+    } = ircadb_processed(
         dir.path(),
-        &[
-            ("LIVERSEG__LISTENER__COMPLETE_ON_RELEASE", "true"),
-            ("LIVERSEG__GATEWAY__MAX_UPLOAD_BYTES", &max_upload),
-        ],
+        &data,
+        &[("LIVERSEG__GATEWAY__MAX_UPLOAD_BYTES", &max_upload)],
     );
-    let out = storescu(svc.dicom_port, "LIVERSEG", "MODALITY", &[&ct_dir], &[]).unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    svc.wait_for_job_state(&series, "done", 900);
+    let files = liverseg_dicom::scu::collect_files(&ct_dir).unwrap();
 
     // The AI result is version 1.
     let v = versions(&svc, &series);

@@ -6,10 +6,8 @@
 //! its export unrepaired), and the 3D page renders the liver mesh. Screenshots are kept under
 //! `$CARGO_TARGET_DIR/liverseg-screenshots/` for people to look at.
 
-use liverseg_dicom::instance::read_header;
-use liverseg_tests::dcmtk::storescu;
 use liverseg_tests::http::request;
-use liverseg_tests::service::Service;
+use liverseg_tests::service::{Processed, ircadb_processed};
 use liverseg_tests::{program, test_data, wait_until};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -84,26 +82,15 @@ fn ohif_shows_the_seg_exports_a_correction_and_the_liver_renders_in_3d() {
             return;
         }
     };
-    let ct_dir = data.join("dicom/ircadb_01/PATIENT_DICOM");
-    let first = liverseg_dicom::scu::collect_files(&ct_dir).unwrap()[0].clone();
-    let id = read_header(&first).unwrap().identity;
-    let (study, series) = (id.study_uid, id.series_uid);
     let dir = tempfile::tempdir().unwrap();
     let viewer_env = viewer_dir.to_string_lossy().to_string();
-    let svc = Service::start(
+    let Processed {
+        svc, study, series, ..
+    } = ircadb_processed(
         dir.path(),
-        &[
-            ("LIVERSEG__LISTENER__COMPLETE_ON_RELEASE", "true"),
-            ("LIVERSEG__GATEWAY__VIEWER_DIR", &viewer_env),
-        ],
+        &data,
+        &[("LIVERSEG__GATEWAY__VIEWER_DIR", &viewer_env)],
     );
-    let out = storescu(svc.dicom_port, "LIVERSEG", "MODALITY", &[&ct_dir], &[]).unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    svc.wait_for_job_state(&series, "done", 900);
     let base = format!("http://127.0.0.1:{}", svc.gateway_port);
     let viewer = format!("{base}/viewer");
     let shots = screenshots();

@@ -98,14 +98,7 @@ pub fn data_set_offset(bytes: &[u8]) -> Option<usize> {
 
 /// Reads the header of a Part 10 file (everything before Pixel Data).
 pub fn read_header(path: &Path) -> Result<Parsed, InstanceError> {
-    let obj = OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
-        .map_err(|source| InstanceError::Read {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })?;
-    parse_object(&obj)
+    read_header_and_transfer_syntax(path).map(|(parsed, _)| parsed)
 }
 
 /// Extracts identity and metadata from a data set.

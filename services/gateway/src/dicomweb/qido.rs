@@ -526,19 +526,7 @@ pub async fn study_instances(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
-    let mut all = Vec::new();
-    for s in state.deps.store.series_summaries(Some(&study)).await? {
-        all.extend(
-            state
-                .deps
-                .store
-                .series_instances(&s.series.series_uid)
-                .await?,
-        );
-    }
-    if all.is_empty() {
-        return Err(ApiError::not_found(format!("no study {study}")));
-    }
+    let all = super::wado::study_records(&state, &study).await?;
     let root = root_url(&state, &headers);
     Ok(dicom_json(q.page(instance_results(&q, &root, &all))))
 }

@@ -20,7 +20,7 @@ use liverseg_core::InstanceRecord;
 
 const NATIVE_EXPLICIT: &str = "1.2.840.10008.1.2.1";
 
-async fn study_records(state: &AppState, study: &str) -> ApiResult<Vec<InstanceRecord>> {
+pub(crate) async fn study_records(state: &AppState, study: &str) -> ApiResult<Vec<InstanceRecord>> {
     let mut all = Vec::new();
     for s in state.deps.store.series_summaries(Some(study)).await? {
         all.extend(
