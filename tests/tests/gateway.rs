@@ -255,12 +255,50 @@ fn dicomweb_corrections_and_refusals() {
     assert_eq!(history[1]["algorithm_type"], "MANUAL");
     assert_eq!(history[1]["via"], "stow");
 
-    // Its job makes the mesh and the report.
+    // A correction by C-STORE (a PACS sending a radiologist's edit back)
+    // becomes version 3, after version 2.
+    let by_dimse = dir.path().join("by-dimse.dcm");
+    let expect3 = variant(
+        &py,
+        &ai_seg,
+        &by_dimse,
+        &["--mode", "erode", "--voxels", "1"],
+    );
+    let out =
+        liverseg_tests::dcmtk::storescu(svc.dicom_port, "LIVERSEG", "PACS", &[&by_dimse], &[])
+            .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = versions(&svc, &series);
+    assert_eq!(v.len(), 3, "{v:?}");
+    assert_eq!(v[2]["sop_instance_uid"], expect3["sop_instance_uid"]);
+    assert_eq!(v[2]["predecessor"], fix_sop.as_str());
+    assert_eq!(v[2]["history"].as_array().unwrap().len(), 3);
+    assert_eq!(v[2]["history"][2]["via"], "cstore");
+    let dice3 = v[2]["dice_vs_ai"].as_f64().unwrap();
+    assert!((dice3 - expect3["expected_dice"].as_f64().unwrap()).abs() < 1e-9);
+    // A C-STORE'd SEG for an unknown series is refused with a status.
+    let out = liverseg_tests::dcmtk::storescu(svc.dicom_port, "LIVERSEG", "PACS", &[&unknown], &[])
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        liverseg_tests::dcmtk::acknowledged_files(&log).is_empty(),
+        "an unknown-series SEG was accepted:\n{log}"
+    );
+    assert_eq!(versions(&svc, &series).len(), 3);
+
+    // Its jobs make the meshes and the reports.
     let mut jobs = Vec::new();
     let done = wait_until(Duration::from_secs(600), || {
         jobs = svc.jobs_for(&series);
         jobs.iter()
-            .any(|j| j["kind"] == "correction" && j["state"] == "done")
+            .filter(|j| j["kind"] == "correction" && j["state"] == "done")
+            .count()
+            == 2
     });
     assert!(done, "correction job: {jobs:?}\n{}", svc.log_text());
 
@@ -355,9 +393,10 @@ fn dicomweb_corrections_and_refusals() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let liver = r.json();
-    assert_eq!(liver["version"], 2);
+    let newest = &versions(&svc, &series)[2];
+    assert_eq!(liver["version"], 3);
     assert!(
-        (liver["volume_ml"].as_f64().unwrap() - fix["volume_ml"].as_f64().unwrap()).abs() < 1e-6
+        (liver["volume_ml"].as_f64().unwrap() - newest["volume_ml"].as_f64().unwrap()).abs() < 1e-6
     );
     let glb = get(&svc, liver["glb"].as_str().unwrap(), "*/*");
     assert_eq!(glb.status, 200);
