@@ -667,6 +667,14 @@ pub async fn results_are_replaced_as_a_whole(store: Store) {
     assert!(first[0].is_dicom() && !first[1].is_dicom());
 
     let second = vec![result(job.id, "glb", false), result(job.id, "sr", true)];
+    // Volumes and no volume in turn: every pooled connection sees both
+    // (a driver that typed a NULL real differently from a value broke this).
+    for i in 0..8 {
+        let volume = (i % 2 == 0).then_some(1000.0 + f64::from(i) / 3.0);
+        store.put_results(job.id, &second, volume).await.unwrap();
+        let job_now = store.get_job(job.id).await.unwrap().unwrap();
+        assert_eq!(job_now.liver_volume_ml, volume);
+    }
     store.put_results(job.id, &second, None).await.unwrap();
     assert_eq!(store.results(job.id).await.unwrap(), second);
     assert_eq!(
@@ -868,10 +876,12 @@ pub async fn seg_versions_are_numbered_and_linked(store: Store) {
     let kept = store.add_seg_version(&again).await.unwrap();
     assert_eq!(kept, v2);
 
-    let v3 = store
-        .add_seg_version(&seg_version(&source, &fix2, SegOrigin::Correction))
-        .await
-        .unwrap();
+    // No AI result to compare with: no Dice, no volume change.
+    let mut c2 = seg_version(&source, &fix2, SegOrigin::Correction);
+    c2.dice_vs_ai = None;
+    c2.volume_change_ml = None;
+    let v3 = store.add_seg_version(&c2).await.unwrap();
+    assert_eq!((v3.dice_vs_ai, v3.volume_change_ml), (None, None));
     assert_eq!(
         (v3.version, v3.predecessor.as_deref()),
         (3, Some(fix1.as_str()))

@@ -425,6 +425,15 @@ fn q(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { op, source }
 }
 
+/// An optional real as text for `CAST($n AS DOUBLE PRECISION)`. sqlx's Any
+/// driver (0.8) binds a NULL double as PostgreSQL float4, and a statement
+/// cached with that type then rejects the 8-byte value of the next call;
+/// text has one type either way and the cast is exact (shortest round-trip
+/// formatting).
+fn real(v: Option<f64>) -> Option<String> {
+    v.map(|v| format!("{v:?}"))
+}
+
 fn corrupt(what: &'static str) -> impl FnOnce(String) -> StoreError {
     move |reason| StoreError::Corrupt { what, reason }
 }
@@ -889,13 +898,16 @@ impl MetadataStore for SqlStore {
                 .await
                 .map_err(q("put results"))?;
         }
-        sqlx::query("UPDATE jobs SET liver_volume_ml = $2, updated_at = $3 WHERE id = $1")
-            .bind(job.to_string())
-            .bind(liver_volume_ml)
-            .bind(now_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(q("put results"))?;
+        sqlx::query(
+            "UPDATE jobs SET liver_volume_ml = CAST($2 AS DOUBLE PRECISION), updated_at = $3 \
+             WHERE id = $1",
+        )
+        .bind(job.to_string())
+        .bind(real(liver_volume_ml))
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(q("put results"))?;
         tx.commit().await.map_err(q("put results"))
     }
 
@@ -1055,7 +1067,9 @@ impl MetadataStore for SqlStore {
         };
         let sql = format!(
             "INSERT INTO seg_versions ({VERSION_COLS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+               CAST($12 AS DOUBLE PRECISION), CAST($13 AS DOUBLE PRECISION), \
+               CAST($14 AS DOUBLE PRECISION), $15) \
              RETURNING {VERSION_COLS}"
         );
         let row = sqlx::query(&sql)
@@ -1070,9 +1084,9 @@ impl MetadataStore for SqlStore {
             .bind(&v.blob_key)
             .bind(&v.sha256)
             .bind(&history)
-            .bind(v.dice_vs_ai)
-            .bind(v.volume_ml)
-            .bind(v.volume_change_ml)
+            .bind(real(v.dice_vs_ai))
+            .bind(real(v.volume_ml))
+            .bind(real(v.volume_change_ml))
             .bind(v.created_at)
             .fetch_one(&mut *tx)
             .await
