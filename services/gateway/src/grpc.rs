@@ -17,9 +17,9 @@
 use crate::AppState;
 use axum::http;
 use liverseg_core::{
-    AlgorithmStep, AuditEvent, Job, JobId, JobKind, JobMessage, JobState, ResultObject, SegOrigin,
-    SegVersion, SeriesState, time::now_millis,
+    AlgorithmStep, Job, JobId, JobKind, JobState, ResultObject, SegOrigin, SegVersion,
 };
+use liverseg_ingest::completion::{Replay, replay};
 use liverseg_ingest::correction::{self, CorrectionError, Origin};
 use liverseg_ingest::receive::Outcome;
 use liverseg_proto::v1::{
@@ -196,14 +196,16 @@ impl Liverseg for Api {
             ..Default::default()
         };
         for (series_uid, study_uid) in &upload.series {
-            if !keep_open {
+            let job = if keep_open {
+                None
+            } else {
                 self.state
                     .tracker
                     .complete(series_uid)
                     .await
-                    .map_err(|e| unavailable("completing the series", e))?;
-            }
-            let outcome = self.series_outcome(series_uid, study_uid).await?;
+                    .map_err(|e| unavailable("completing the series", e))?
+            };
+            let outcome = self.series_outcome(series_uid, study_uid, job).await?;
             if !outcome.job_id.is_empty() {
                 response.job_ids.push(outcome.job_id.clone());
             }
@@ -442,36 +444,20 @@ impl Liverseg for Api {
     ) -> Result<Response<pb::Job>, Status> {
         let peer = peer(&request);
         let id = parse_job_id(&request.get_ref().job_id)?;
-        let store = &self.state.deps.store;
-        let replayed = store
-            .replay_job(id)
+        let deps = &self.state.deps;
+        let by = format!("over gRPC ({peer})");
+        let job = match replay(deps.store.as_ref(), deps.queue.as_ref(), id, &by)
             .await
-            .map_err(|e| unavailable("replaying the job", e))?;
-        let Some(job) = replayed else {
-            let job = self.job(id).await?;
-            return Err(Status::failed_precondition(format!(
-                "job {id} is {}: only dead or failed jobs are replayed",
-                job.state
-            )));
+            .map_err(|e| unavailable("replaying the job", e))?
+        {
+            Replay::Queued(job) => job,
+            Replay::Missing => return Err(Status::not_found(format!("no job {id}"))),
+            Replay::NotReplayable(state) => {
+                return Err(Status::failed_precondition(format!(
+                    "job {id} is {state}: only dead or failed jobs are replayed"
+                )));
+            }
         };
-        self.state
-            .deps
-            .queue
-            .enqueue(&JobMessage {
-                job_id: job.id,
-                series_uid: job.series_uid.clone(),
-            })
-            .await
-            .map_err(|e| unavailable("queueing the job", e))?;
-        let event = AuditEvent {
-            at: now_millis(),
-            kind: "job.replay".into(),
-            subject: id.to_string(),
-            detail: format!("replayed over gRPC ({peer})"),
-        };
-        if let Err(e) = store.record_event(&event).await {
-            warn!(error = %e, "recording an audit event failed");
-        }
         info!(job_id = %id, %peer, "job replayed over gRPC");
         Ok(Response::new(job_pb(&job)))
     }
@@ -536,11 +522,12 @@ impl Api {
         Ok(())
     }
 
-    /// A series after its completion, with its newest segmentation job.
+    /// A series after its completion, with the job it became.
     async fn series_outcome(
         &self,
         series_uid: &str,
         study_uid: &str,
+        job: Option<Job>,
     ) -> Result<pb::SeriesOutcome, Status> {
         let store = &self.state.deps.store;
         let series = store
@@ -558,34 +545,10 @@ impl Api {
         outcome.state = series.state.as_str().to_string();
         outcome.reason = series.reason.unwrap_or_default();
         outcome.instances = u32::try_from(series.instance_count).unwrap_or(u32::MAX);
-        if series.state == SeriesState::Queued
-            && let Some(job) = self.newest_segment_job(series_uid).await?
-        {
+        if let Some(job) = job {
             outcome.job_id = job.id.to_string();
         }
         Ok(outcome)
-    }
-
-    /// The newest segmentation job of a series: usually among the newest
-    /// jobs (it was just made); all jobs are searched otherwise.
-    async fn newest_segment_job(&self, series_uid: &str) -> Result<Option<Job>, Status> {
-        for limit in [500, i64::MAX] {
-            let jobs = self
-                .state
-                .deps
-                .store
-                .list_jobs(None, limit)
-                .await
-                .map_err(|e| unavailable("reading the metadata store", e))?;
-            let listed = jobs.len() as i64;
-            let found = jobs
-                .into_iter()
-                .find(|j| j.series_uid == series_uid && j.kind == JobKind::Segment);
-            if found.is_some() || listed < limit {
-                return Ok(found);
-            }
-        }
-        Ok(None)
     }
 }
 

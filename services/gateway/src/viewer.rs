@@ -37,9 +37,14 @@ pub fn router(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
-fn viewer_dir(state: &AppState) -> ApiResult<PathBuf> {
+/// A regular file, asked of the filesystem off the runtime.
+async fn is_file(path: &std::path::Path) -> bool {
+    tokio::fs::metadata(path).await.is_ok_and(|m| m.is_file())
+}
+
+async fn viewer_dir(state: &AppState) -> ApiResult<PathBuf> {
     let dir = &state.config.gateway.viewer_dir;
-    if dir.as_os_str().is_empty() || !dir.join("ohif/index.html").is_file() {
+    if dir.as_os_str().is_empty() || !is_file(&dir.join("ohif/index.html")).await {
         return Err(ApiError::not_found(
             "the viewer is not installed: run deploy/fetch-viewer.sh DIR and set gateway.viewer_dir",
         ));
@@ -90,14 +95,18 @@ fn reply(content_type: &str, cache: &'static str, body: Bytes) -> Response {
 }
 
 /// Rewritten files, made once per process.
-fn rewritten(path: &std::path::Path, make: impl FnOnce(String) -> String) -> ApiResult<Bytes> {
+async fn rewritten(
+    path: &std::path::Path,
+    make: impl FnOnce(String) -> String,
+) -> ApiResult<Bytes> {
     static CACHE: OnceLock<Mutex<HashMap<PathBuf, Bytes>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(hit) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(path) {
         return Ok(hit.clone());
     }
-    let text =
-        std::fs::read_to_string(path).map_err(|e| ApiError::internal("reading the viewer", e))?;
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| ApiError::internal("reading the viewer", e))?;
     let bytes = Bytes::from(make(text));
     cache
         .lock()
@@ -106,19 +115,20 @@ fn rewritten(path: &std::path::Path, make: impl FnOnce(String) -> String) -> Api
     Ok(bytes)
 }
 
-fn index(dir: &std::path::Path) -> ApiResult<Response> {
+async fn index(dir: &std::path::Path) -> ApiResult<Response> {
     let body = rewritten(&dir.join("ohif/index.html"), |html| {
         html.replace(
             "window.PUBLIC_URL = '/';",
             &format!("window.PUBLIC_URL = '{BASE}/';"),
         )
         .replace("=\"/", &format!("=\"{BASE}/"))
-    })?;
+    })
+    .await?;
     Ok(reply("text/html; charset=utf-8", "no-cache", body))
 }
 
 async fn viewer_root(State(state): State<AppState>) -> ApiResult<Response> {
-    index(&viewer_dir(&state)?)
+    index(&viewer_dir(&state).await?).await
 }
 
 async fn viewer(
@@ -126,9 +136,9 @@ async fn viewer(
     Path(rel): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let dir = viewer_dir(&state)?;
+    let dir = viewer_dir(&state).await?;
     if rel.is_empty() || rel == "index.html" {
-        return index(&dir);
+        return index(&dir).await;
     }
     if rel == "app-config.js" {
         let root = crate::dicomweb::root_url(&state, &headers);
@@ -142,7 +152,10 @@ async fn viewer(
         ));
     }
     let ohif = dir.join("ohif");
-    let file = inside(ohif.clone(), &rel).filter(|p| p.is_file());
+    let file = match inside(ohif.clone(), &rel) {
+        Some(p) if is_file(&p).await => Some(p),
+        _ => None,
+    };
     let Some(file) = file else {
         let is_static = std::path::Path::new(&rel).extension().is_some_and(|e| {
             matches!(
@@ -168,7 +181,7 @@ async fn viewer(
             return Err(ApiError::not_found(format!("no viewer file {rel}")));
         }
         // OHIF's own routes (/viewer/viewer?..., /viewer/segmentation?...).
-        return index(&dir);
+        return index(&dir).await;
     };
     let top = file.parent() == Some(ohif.as_path());
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -183,20 +196,28 @@ async fn viewer(
         "no-cache"
     };
     let body = match (top, ext) {
-        (true, "js") => rewritten(&file, |js| {
-            js.replace(
-                "__webpack_require__.p = \"/\";",
-                &format!("__webpack_require__.p = \"{BASE}/\";"),
-            )
-            .replace(
-                "'/dicom-microscopy-viewer/",
-                &format!("'{BASE}/dicom-microscopy-viewer/"),
-            )
-        })?,
-        (true, "css") => rewritten(&file, |css| css.replace("url(/", &format!("url({BASE}/")))?,
-        (true, "json") if name == "manifest.json" => rewritten(&file, |m| {
-            m.replace("\"/assets/", &format!("\"{BASE}/assets/"))
-        })?,
+        (true, "js") => {
+            rewritten(&file, |js| {
+                js.replace(
+                    "__webpack_require__.p = \"/\";",
+                    &format!("__webpack_require__.p = \"{BASE}/\";"),
+                )
+                .replace(
+                    "'/dicom-microscopy-viewer/",
+                    &format!("'{BASE}/dicom-microscopy-viewer/"),
+                )
+            })
+            .await?
+        }
+        (true, "css") => {
+            rewritten(&file, |css| css.replace("url(/", &format!("url({BASE}/"))).await?
+        }
+        (true, "json") if name == "manifest.json" => {
+            rewritten(&file, |m| {
+                m.replace("\"/assets/", &format!("\"{BASE}/assets/"))
+            })
+            .await?
+        }
         _ => Bytes::from(
             tokio::fs::read(&file)
                 .await
@@ -208,9 +229,10 @@ async fn viewer(
 
 async fn three(State(state): State<AppState>, Path(rel): Path<String>) -> ApiResult<Response> {
     let dir = state.config.gateway.viewer_dir.join("three");
-    let file = inside(dir, &rel)
-        .filter(|p| p.is_file())
-        .ok_or_else(|| ApiError::not_found(format!("no file {rel}")))?;
+    let file = match inside(dir, &rel) {
+        Some(p) if is_file(&p).await => p,
+        _ => return Err(ApiError::not_found(format!("no file {rel}"))),
+    };
     let body = tokio::fs::read(&file)
         .await
         .map_err(|e| ApiError::internal("reading three.js", e))?;

@@ -9,7 +9,9 @@
 //! restart, never makes a second job; a series that changed does.
 
 use crate::Deps;
-use liverseg_core::{AuditEvent, Config, JobMessage, JobState, SeriesState, time::now_millis};
+use liverseg_core::{
+    AuditEvent, Config, Job, JobId, JobMessage, JobState, SeriesState, time::now_millis,
+};
 use liverseg_dicom::series::{SeriesRules, check_ct_series};
 use liverseg_dicom::sop;
 use liverseg_store::NewJob;
@@ -148,12 +150,13 @@ impl Tracker {
         }
     }
 
-    /// Checks a complete series and records what it becomes.
-    pub async fn complete(&self, series_uid: &str) -> Result<(), CompletionError> {
+    /// Checks a complete series and records what it becomes: its job, or
+    /// `None` when it is kept without one (derived objects) or skipped.
+    pub async fn complete(&self, series_uid: &str) -> Result<Option<Job>, CompletionError> {
         let store = &self.inner.deps.store;
         let instances = store.series_instances(series_uid).await?;
         let Some(first) = instances.first() else {
-            return Ok(());
+            return Ok(None);
         };
         let study_uid = first.study_uid.clone();
 
@@ -164,7 +167,7 @@ impl Tracker {
                 .set_series_state(series_uid, SeriesState::Stored, None)
                 .await?;
             info!(%series_uid, instances = instances.len(), "derived series stored");
-            return Ok(());
+            return Ok(None);
         }
         let metas: Vec<_> = instances
             .iter()
@@ -197,7 +200,7 @@ impl Tracker {
                     })
                     .await?;
                 info!(%series_uid, %reason, "series skipped");
-                return Ok(());
+                return Ok(None);
             }
         };
 
@@ -222,7 +225,7 @@ impl Tracker {
         if created {
             info!(%series_uid, job_id = %job.id, slices = summary.slices, "series complete; job queued");
         }
-        Ok(())
+        Ok(Some(job))
     }
 }
 
@@ -244,6 +247,48 @@ pub(crate) async fn enqueue(
         .transition_job(job_id, &[JobState::Received], JobState::Queued, None, false)
         .await?;
     Ok(())
+}
+
+/// What asking for a replay found.
+#[derive(Debug)]
+pub enum Replay {
+    /// Reset and queued again.
+    Queued(Job),
+    /// Only dead or failed jobs are replayed.
+    NotReplayable(JobState),
+    Missing,
+}
+
+/// Gives a dead or failed job a fresh start, queues it and records who
+/// asked (`by`, for the audit trail). The command line and the gRPC API
+/// both replay through here.
+pub async fn replay(
+    store: &dyn liverseg_store::MetadataStore,
+    queue: &dyn liverseg_queue::JobQueue,
+    id: JobId,
+    by: &str,
+) -> Result<Replay, CompletionError> {
+    let Some(job) = store.replay_job(id).await? else {
+        return Ok(match store.get_job(id).await? {
+            Some(job) => Replay::NotReplayable(job.state),
+            None => Replay::Missing,
+        });
+    };
+    queue
+        .enqueue(&JobMessage {
+            job_id: job.id,
+            series_uid: job.series_uid.clone(),
+        })
+        .await?;
+    store
+        .record_event(&AuditEvent {
+            at: now_millis(),
+            kind: "job.replay".into(),
+            subject: id.to_string(),
+            detail: format!("replayed {by}"),
+        })
+        .await?;
+    Ok(Replay::Queued(job))
 }
 
 /// SHA-256 over the sorted (SOP Instance UID, content hash) pairs.

@@ -146,7 +146,7 @@ pub async fn submit(
     let study_for = study_uid.clone();
     let via = origin.via;
     let checked_slices = slices.clone();
-    let checked = blocking(move || {
+    let mut checked = blocking(move || {
         check(
             lenient,
             &checked_slices,
@@ -184,7 +184,7 @@ pub async fn submit(
     let (dice, ai_ml) = match ai {
         Some(ai) => {
             let blobs = deps.blobs.clone();
-            let mask = checked.mask.clone();
+            let mask = std::mem::take(&mut checked.mask); // not needed after this
             let slices = slices.clone();
             blocking(move || {
                 let bytes = blobs

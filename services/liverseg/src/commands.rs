@@ -105,13 +105,6 @@ async fn jobs(config: &Config, command: JobsCommand) -> anyhow::Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Replay { id } => {
-            let Some(job) = store.replay_job(id).await? else {
-                let state = store.get_job(id).await?.map(|j| j.state);
-                anyhow::bail!(match state {
-                    None => format!("no job {id}"),
-                    Some(s) => format!("job {id} is {s}; only dead or failed jobs are replayed"),
-                });
-            };
             let queue = liverseg_queue::open(
                 &config.queue.url,
                 &config.storage.data_dir,
@@ -119,19 +112,14 @@ async fn jobs(config: &Config, command: JobsCommand) -> anyhow::Result<ExitCode>
             )
             .await
             .context("opening the queue")?;
-            let message = liverseg_core::JobMessage {
-                job_id: job.id,
-                series_uid: job.series_uid.clone(),
-            };
-            queue.enqueue(&message).await?;
-            store
-                .record_event(&liverseg_core::AuditEvent {
-                    at: liverseg_core::time::now_millis(),
-                    kind: "job.replay".into(),
-                    subject: id.to_string(),
-                    detail: "replayed from the command line".into(),
-                })
-                .await?;
+            use liverseg_ingest::completion::{Replay, replay};
+            match replay(store.as_ref(), queue.as_ref(), id, "from the command line").await? {
+                Replay::Queued(_) => {}
+                Replay::Missing => anyhow::bail!("no job {id}"),
+                Replay::NotReplayable(s) => {
+                    anyhow::bail!("job {id} is {s}; only dead or failed jobs are replayed")
+                }
+            }
             println!("job {id} queued again");
             Ok(ExitCode::SUCCESS)
         }
