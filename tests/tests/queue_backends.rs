@@ -33,6 +33,7 @@ fn message(series: &str) -> JobMessage {
     JobMessage {
         job_id: JobId::new(),
         series_uid: series.into(),
+        trace: Default::default(),
     }
 }
 

@@ -28,6 +28,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub delivery: DeliveryConfig,
     pub results: ResultsConfig,
+    pub telemetry: TelemetryConfig,
     pub log: LogConfig,
 }
 
@@ -204,6 +205,14 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// OTLP/gRPC collector URL; empty turns trace export off.
+    pub otlp_endpoint: String,
+    pub service_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
@@ -366,6 +375,18 @@ impl Config {
             &["sqlite", "postgres", "postgresql"],
         )?;
         check_url("queue.url", &self.queue.url, &["sqlite", "redis", "rediss"])?;
+        check_url(
+            "telemetry.otlp_endpoint",
+            &self.telemetry.otlp_endpoint,
+            &["http", "https"],
+        )?;
+        if self.telemetry.service_name.trim().is_empty() {
+            return Err(invalid(
+                "telemetry.service_name",
+                "\"\"",
+                "must not be empty",
+            ));
+        }
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(invalid("storage.data_dir", "\"\"", "must not be empty"));
         }

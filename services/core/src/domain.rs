@@ -376,6 +376,12 @@ pub struct SegVersion {
 pub struct JobMessage {
     pub job_id: JobId,
     pub series_uid: String,
+    /// W3C trace context (`traceparent`, `tracestate`) of the span that
+    /// queued the job, so the worker continues the study's trace in its
+    /// own process. Empty when traces are not exported; absent in messages
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub trace: std::collections::BTreeMap<String, String>,
 }
 
 /// An event kept for audit: duplicates, conflicts, repairs, skips.

@@ -22,6 +22,7 @@ pub mod grpc;
 pub mod retention;
 pub mod viewer;
 
+use axum::response::Response;
 use liverseg_core::Config;
 use liverseg_ingest::completion::Tracker;
 use liverseg_ingest::receive::Ingest;
@@ -30,6 +31,7 @@ use liverseg_store::{MetadataStore, blob::FsBlobStore};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// What the gateway needs from the outside world.
 #[derive(Clone)]
@@ -118,11 +120,67 @@ pub async fn run(
     served
 }
 
-/// Every route of the gateway.
+/// Every route of the gateway, each request counted and traced.
 pub fn router(state: AppState) -> axum::Router {
     let http = axum::Router::new()
         .merge(api::router(state.clone()))
         .nest("/dicom-web", dicomweb::router(state.clone()))
         .merge(viewer::router(state.clone()));
-    grpc::with_grpc(state, http)
+    grpc::with_grpc(state, http).layer(axum::middleware::from_fn(observe))
+}
+
+/// Counts each request by route template, method and status, and runs it
+/// in a root `http.request` span: an upload (STOW-RS, gRPC) starts the
+/// trace its series continues. The viewer's static files are counted but
+/// not traced (hundreds per page load).
+async fn observe(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = route_label(&request);
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let response = if route.starts_with("/viewer") || route.starts_with("/assets") {
+        next.run(request).await
+    } else {
+        let span = tracing::info_span!(
+            parent: None,
+            "http.request",
+            http.route = %route,
+            http.method = %method,
+            http.status = tracing::field::Empty,
+        );
+        let response = next.run(request).instrument(span.clone()).await;
+        span.record("http.status", response.status().as_u16());
+        response
+    };
+    liverseg_telemetry::metrics::http_request(
+        route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// The route template (`/dicom-web/studies/{study}/series`), never the
+/// path itself, so UIDs never become label values. gRPC calls are named by
+/// service and method, which come from a fixed set.
+fn route_label(request: &axum::extract::Request) -> String {
+    let Some(matched) = request.extensions().get::<axum::extract::MatchedPath>() else {
+        return "unmatched".into();
+    };
+    let matched = matched.as_str();
+    if let Some(service) = matched.strip_suffix("/{*method}") {
+        let method = request
+            .uri()
+            .path()
+            .strip_prefix(service)
+            .and_then(|m| m.strip_prefix('/'))
+            .unwrap_or("");
+        if !method.is_empty()
+            && method.len() <= 64
+            && method.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            return format!("{service}/{method}");
+        }
+    }
+    matched.to_string()
 }

@@ -23,6 +23,9 @@ pub struct Segmentation {
     /// section) and in everything else.
     pub network_seconds: f64,
     pub total_seconds: f64,
+    /// Wall time of each network call, one per slice run, in run order
+    /// per thread (for latency histograms).
+    pub slice_seconds: Vec<f32>,
 }
 
 /// How slices are chosen.
@@ -89,7 +92,10 @@ pub fn segment(
     };
     // The total shown grows once the coarse pass has found the extent.
     let planned = first.len();
-    let counts = pool.run(&first, &mut canon_mask, &|d| progress(d, planned))?;
+    let mut slice_seconds = Vec::with_capacity(s);
+    let counts = pool.run(&first, &mut canon_mask, &mut slice_seconds, &|d| {
+        progress(d, planned)
+    })?;
     let mut slices_run = first.len();
     if let Some(step) = rest {
         // A coarse slice shows liver when at least MIN_LIVER_MM2 of it is
@@ -106,7 +112,9 @@ pub fn segment(
             let hi = (hi + 2 * step).min(s - 1);
             let second: Vec<usize> = (lo..=hi).filter(|z| z % step != 0).collect();
             let total = first.len() + second.len();
-            pool.run(&second, &mut canon_mask, &|d| progress(d, total))?;
+            pool.run(&second, &mut canon_mask, &mut slice_seconds, &|d| {
+                progress(d, total)
+            })?;
             slices_run = total;
         }
     }
@@ -122,6 +130,7 @@ pub fn segment(
         mask,
         network_seconds,
         total_seconds: start.elapsed().as_secs_f64(),
+        slice_seconds,
     })
 }
 
@@ -161,12 +170,14 @@ struct SlicePool<'a> {
 }
 
 impl SlicePool<'_> {
-    /// Runs slices `zs`, thresholding into `mask`; returns each slice's
-    /// count of liver pixels. `progress` gets the running total.
+    /// Runs slices `zs`, thresholding into `mask` and appending each
+    /// network call's seconds to `seconds`; returns each slice's count of
+    /// liver pixels. `progress` gets the running total.
     fn run(
         &self,
         zs: &[usize],
         mask: &mut [u8],
+        seconds: &mut Vec<f32>,
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<usize>, Error> {
         let threshold = self.model.manifest.output.threshold_logit;
@@ -174,18 +185,20 @@ impl SlicePool<'_> {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         // Each thread claims indices into `zs` and returns its thresholded planes.
-        let work = || -> Result<Vec<(usize, Vec<u8>)>, Error> {
+        let work = || -> Result<Vec<(usize, Vec<u8>, f32)>, Error> {
             let mut planes = Vec::new();
             let mut logits_src = Vec::with_capacity(self.plane);
             while !failed.load(Ordering::Relaxed) {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&z) = zs.get(i) else { break };
+                let started = Instant::now();
                 let logits = self
                     .model
                     .run(self.window.input(self.hu, z))
                     .inspect_err(|_| {
                         failed.store(true, Ordering::Relaxed);
                     })?;
+                let took = started.elapsed().as_secs_f32();
                 self.window
                     .logits_to_slice(&logits, background, &mut logits_src);
                 planes.push((
@@ -194,6 +207,7 @@ impl SlicePool<'_> {
                         .iter()
                         .map(|l| u8::from(*l > threshold))
                         .collect(),
+                    took,
                 ));
                 progress(self.done.fetch_add(1, Ordering::Relaxed) + 1);
             }
@@ -210,7 +224,8 @@ impl SlicePool<'_> {
         });
         let mut counts = vec![0; zs.len()];
         for result in results {
-            for (i, plane) in result? {
+            for (i, plane, took) in result? {
+                seconds.push(took);
                 let z = zs[i];
                 counts[i] = plane.iter().map(|v| *v as usize).sum();
                 mask[z * self.plane..(z + 1) * self.plane].copy_from_slice(&plane);

@@ -15,12 +15,14 @@ use liverseg_core::{
 use liverseg_dicom::series::{SeriesRules, check_ct_series};
 use liverseg_dicom::sop;
 use liverseg_store::NewJob;
+use liverseg_telemetry::metrics;
+use liverseg_telemetry::trace::{self, Carrier, pseudonym};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 #[derive(Clone)]
 pub struct Tracker {
@@ -30,8 +32,16 @@ pub struct Tracker {
 struct Inner {
     config: Arc<Config>,
     deps: Deps,
-    /// Series being received -> when the last instance arrived.
-    pending: Mutex<HashMap<String, Instant>>,
+    /// Series being received.
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+struct Pending {
+    /// When the last instance arrived.
+    last: Instant,
+    /// Trace context of the first upload that brought the series (the
+    /// association or STOW request): completion and the job continue it.
+    trace: Carrier,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,28 +68,41 @@ impl Tracker {
     }
 
     /// A new instance of `series` arrived: restart its stability clock.
+    /// Called inside the upload's span, whose trace the series joins.
     pub fn touch(&self, series: &str) {
-        self.lock().insert(series.to_string(), Instant::now());
+        let mut pending = self.lock();
+        match pending.get_mut(series) {
+            Some(p) => p.last = Instant::now(),
+            None => {
+                pending.insert(
+                    series.to_string(),
+                    Pending {
+                        last: Instant::now(),
+                        trace: trace::current_carrier(),
+                    },
+                );
+            }
+        }
     }
 
     /// An identical copy arrived: the series is still arriving if we were
     /// waiting for it, but a finished series is not reopened by a resend.
     pub fn extend_if_tracked(&self, series: &str) {
-        if let Some(t) = self.lock().get_mut(series) {
-            *t = Instant::now();
+        if let Some(p) = self.lock().get_mut(series) {
+            p.last = Instant::now();
         }
     }
 
     /// Completes `series` at once (association released).
     pub fn complete_now(&self, series: &str) {
-        if self.lock().remove(series).is_some() {
+        if let Some(p) = self.lock().remove(series) {
             let this = self.clone();
             let series = series.to_string();
-            tokio::spawn(async move { this.complete_or_retry(series).await });
+            tokio::spawn(async move { this.complete_or_retry(series, p.trace).await });
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
         // A panic elsewhere must not stop completions: take the map anyway.
         self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -98,7 +121,9 @@ impl Tracker {
                 let last = Instant::now()
                     .checked_sub(age.min(self.stable()))
                     .unwrap_or_else(Instant::now);
-                pending.insert(s.series_uid.clone(), last);
+                // The upload's trace did not survive the restart.
+                let trace = Carrier::new();
+                pending.insert(s.series_uid.clone(), Pending { last, trace });
             }
         }
         let unqueued = store.list_jobs(Some(JobState::Received), i64::MAX).await?;
@@ -123,30 +148,42 @@ impl Tracker {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(tick) => {}
             }
-            let due: Vec<String> = {
+            let due: Vec<(String, Carrier)> = {
                 let mut pending = self.lock();
                 let stable = self.stable();
                 let due: Vec<String> = pending
                     .iter()
-                    .filter(|(_, t)| t.elapsed() >= stable)
+                    .filter(|(_, p)| p.last.elapsed() >= stable)
                     .map(|(s, _)| s.clone())
                     .collect();
-                for s in &due {
-                    pending.remove(s);
-                }
-                due
+                due.into_iter()
+                    .filter_map(|s| pending.remove(&s).map(|p| (s, p.trace)))
+                    .collect()
             };
-            for series in due {
-                self.complete_or_retry(series).await;
+            for (series, trace) in due {
+                self.complete_or_retry(series, trace).await;
             }
         }
     }
 
-    async fn complete_or_retry(&self, series: String) {
-        if let Err(e) = self.complete(&series).await {
+    /// Completes `series` in a span continuing the upload's trace.
+    async fn complete_or_retry(&self, series: String, carrier: Carrier) {
+        let span = tracing::info_span!(
+            parent: None,
+            "series.complete",
+            series = %pseudonym(&series),
+            outcome = tracing::field::Empty,
+        );
+        trace::continue_from(&span, &carrier);
+        let result = self.complete(&series).instrument(span.clone()).await;
+        if let Err(e) = result {
             // Store or queue unavailable: try again after another period.
+            span.record("outcome", "retry");
             warn!(series_uid = %series, error = %e, "completing series failed; will retry");
-            self.lock().entry(series).or_insert_with(Instant::now);
+            self.lock().entry(series).or_insert_with(|| Pending {
+                last: Instant::now(),
+                trace: carrier,
+            });
         }
     }
 
@@ -166,6 +203,8 @@ impl Tracker {
             store
                 .set_series_state(series_uid, SeriesState::Stored, None)
                 .await?;
+            tracing::Span::current().record("outcome", "stored");
+            metrics::series_completed("stored");
             info!(%series_uid, instances = instances.len(), "derived series stored");
             return Ok(None);
         }
@@ -199,6 +238,8 @@ impl Tracker {
                         detail: reason.clone(),
                     })
                     .await?;
+                tracing::Span::current().record("outcome", "skipped");
+                metrics::series_completed("skipped");
                 info!(%series_uid, %reason, "series skipped");
                 return Ok(None);
             }
@@ -223,6 +264,8 @@ impl Tracker {
             .set_series_state(series_uid, SeriesState::Queued, None)
             .await?;
         if created {
+            tracing::Span::current().record("outcome", "queued");
+            metrics::series_completed("queued");
             info!(%series_uid, job_id = %job.id, slices = summary.slices, "series complete; job queued");
         }
         Ok(Some(job))
@@ -237,12 +280,7 @@ pub(crate) async fn enqueue(
     job_id: liverseg_core::JobId,
     series_uid: &str,
 ) -> Result<(), CompletionError> {
-    deps.queue
-        .enqueue(&JobMessage {
-            job_id,
-            series_uid: series_uid.to_string(),
-        })
-        .await?;
+    send(deps.queue.as_ref(), job_id, series_uid).await?;
     deps.store
         .transition_job(job_id, &[JobState::Received], JobState::Queued, None, false)
         .await?;
@@ -274,12 +312,7 @@ pub async fn replay(
             None => Replay::Missing,
         });
     };
-    queue
-        .enqueue(&JobMessage {
-            job_id: job.id,
-            series_uid: job.series_uid.clone(),
-        })
-        .await?;
+    send(queue, job.id, &job.series_uid).await?;
     store
         .record_event(&AuditEvent {
             at: now_millis(),
@@ -289,6 +322,29 @@ pub async fn replay(
         })
         .await?;
     Ok(Replay::Queued(job))
+}
+
+/// Puts the job's message on the queue inside a `queue.enqueue` span whose
+/// context travels in the message to the worker.
+async fn send(
+    queue: &dyn liverseg_queue::JobQueue,
+    job_id: JobId,
+    series_uid: &str,
+) -> Result<String, liverseg_queue::QueueError> {
+    let span = tracing::info_span!(
+        "queue.enqueue",
+        job_id = %job_id,
+        queue = queue.backend(),
+        message_id = tracing::field::Empty,
+    );
+    let message = JobMessage {
+        job_id,
+        series_uid: series_uid.to_string(),
+        trace: trace::carrier_of(&span),
+    };
+    let id = queue.enqueue(&message).instrument(span.clone()).await?;
+    span.record("message_id", id.as_str());
+    Ok(id)
 }
 
 /// SHA-256 over the sorted (SOP Instance UID, content hash) pairs.

@@ -11,6 +11,7 @@ use liverseg_dicom::dimse::{Command, status};
 use liverseg_dicom::instance::{self, Identity, Parsed};
 use liverseg_dicom::sop;
 use liverseg_store::blob::{self, BlobError};
+use liverseg_telemetry::metrics::{self, Via};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +30,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The metric label of this outcome.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Stored { .. } => "stored",
+            Outcome::Unchanged { .. } => "unchanged",
+            Outcome::Refused { .. } => "refused",
+        }
+    }
+
     pub fn status(&self) -> (u16, Option<String>) {
         match self {
             Outcome::Stored { .. } | Outcome::Unchanged { .. } => (status::SUCCESS, None),
@@ -72,6 +82,8 @@ pub struct Incoming {
     file: Option<tokio::io::BufWriter<tokio::fs::File>>,
     tmp_path: Option<PathBuf>,
     hasher: Sha256,
+    /// Data set bytes received so far, kept or not.
+    bytes: u64,
     /// Set as soon as the instance is bound to fail; the rest of the data
     /// set is then read and dropped.
     failure: Option<(u16, String)>,
@@ -79,6 +91,7 @@ pub struct Incoming {
 
 impl Incoming {
     pub async fn write(&mut self, data: &[u8]) {
+        self.bytes += data.len() as u64;
         if self.failure.is_some() {
             return;
         }
@@ -126,6 +139,7 @@ impl Ingest {
             file: None,
             tmp_path: None,
             hasher: Sha256::new(),
+            bytes: 0,
             failure: refusal.map(|r| (status::SOP_CLASS_NOT_SUPPORTED, r)),
             command: cmd,
         };
@@ -181,6 +195,7 @@ impl Ingest {
     pub async fn finish(&self, mut incoming: Incoming, calling_ae: &str) -> Outcome {
         let tmp_path = incoming.tmp_path.clone();
         let outcome = self.finish_inner(&mut incoming, calling_ae).await;
+        metrics::instance_received(Via::Dimse, outcome.label(), incoming.bytes);
         // Whatever did not become a blob goes away.
         // A committed file was renamed away; discarding is then a no-op.
         if let Some(p) = tmp_path {
@@ -272,8 +287,18 @@ impl Ingest {
         tmp_path: PathBuf,
         origin: &crate::correction::Origin,
     ) -> (Option<Identity>, Outcome) {
+        let size = tokio::fs::metadata(&tmp_path)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
         let result = self.accept_file_inner(tmp_path.clone(), origin).await;
         let _ = tokio::task::spawn_blocking(move || blob::discard(&tmp_path)).await;
+        let via = if origin.via == "grpc" {
+            Via::Grpc
+        } else {
+            Via::Stow
+        };
+        metrics::instance_received(via, result.1.label(), size);
         result
     }
 

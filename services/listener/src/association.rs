@@ -15,6 +15,7 @@ use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason}
 use liverseg_core::Config;
 use liverseg_dicom::dimse::{self, Command, status};
 use liverseg_dicom::sop;
+use liverseg_telemetry::metrics;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +67,8 @@ impl Context {
             Err(e) => {
                 // Rejections (unknown AE, bad PDUs) were already answered
                 // on the wire by dicom-ul; here we only record them.
+                metrics::association("rejected");
+                tracing::Span::current().record("outcome", "rejected");
                 info!(error = %e, "association not established");
                 return;
             }
@@ -82,6 +85,9 @@ impl Context {
                 )
             })
             .collect();
+        metrics::association("accepted");
+        let span = tracing::Span::current();
+        span.record("calling_ae", calling_ae.as_str());
         info!(%calling_ae, contexts = contexts.len(), "association established");
 
         let mut session = Session {
@@ -97,6 +103,15 @@ impl Context {
         if let Some(incoming) = session.incoming.take() {
             incoming.abandon().await;
         }
+        span.record("instances", session.stored);
+        span.record(
+            "outcome",
+            match &end {
+                End::Released => "released",
+                End::PeerAborted => "aborted by peer",
+                End::Broken(_) => "aborted",
+            },
+        );
         match end {
             End::Released => {
                 info!(stored = session.stored, "association released");

@@ -70,7 +70,16 @@ pub async fn run(
         let _ = socket.set_nodelay(true);
         let ctx = ctx.clone();
         let permit = slots.clone().try_acquire_owned();
-        let span = tracing::info_span!("association", %peer);
+        // Each association starts a trace; the series it brings continue it
+        // through completion, the queue, the worker and delivery.
+        let span = tracing::info_span!(
+            parent: None,
+            "dicom.association",
+            %peer,
+            calling_ae = tracing::field::Empty,
+            instances = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
         sessions.spawn(
             async move {
                 match permit {
@@ -78,7 +87,11 @@ pub async fn run(
                         ctx.serve(socket).await;
                         drop(permit);
                     }
-                    Err(_) => association::reject_busy(socket).await,
+                    Err(_) => {
+                        liverseg_telemetry::metrics::association("busy");
+                        tracing::Span::current().record("outcome", "busy");
+                        association::reject_busy(socket).await
+                    }
                 }
             }
             .instrument(span),

@@ -76,6 +76,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the running service's admin endpoint (admin.bind) whether it is
+    /// ready; exit 0 when it is, 1 otherwise (a container health check).
+    Health {
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
     /// Print the effective configuration (secrets redacted).
     Config,
     /// Print the version.
@@ -108,4 +115,14 @@ pub enum Role {
     Listener,
     Worker,
     Gateway,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Listener => "listener",
+            Role::Worker => "worker",
+            Role::Gateway => "gateway",
+        }
+    }
 }

@@ -51,6 +51,7 @@ pub async fn run(command: Command, config: Arc<Config>) -> anyhow::Result<ExitCo
                 .await??;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Health { timeout } => health(&config, timeout).await,
         Command::Config => {
             print!("{}", config.to_redacted_toml());
             Ok(ExitCode::SUCCESS)
@@ -163,6 +164,42 @@ async fn send(
         secs
     );
     Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// GET /readyz on the admin endpoint; a wildcard bind address is reached
+/// on loopback (the check runs inside the container or pod).
+async fn health(config: &Config, timeout: u64) -> anyhow::Result<ExitCode> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = config.admin.bind;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let ask = async {
+        let mut socket = tokio::net::TcpStream::connect(addr).await?;
+        socket
+            .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut answer = Vec::new();
+        socket.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(timeout), ask)
+        .await
+        .map_err(|_| anyhow::anyhow!("{addr} did not answer within {timeout} s"))?
+        .with_context(|| format!("asking {addr}/readyz"))?;
+    let text = String::from_utf8_lossy(&answer);
+    let ready = text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200");
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    println!("{}", body.trim());
+    Ok(if ready {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -6,7 +6,7 @@ use crate::admin::{self, Readiness};
 use crate::cli::Role;
 use anyhow::Context;
 use liverseg_core::Config;
-use liverseg_core::config::{LogFormat, redact_url};
+use liverseg_core::config::redact_url;
 use liverseg_store::blob::FsBlobStore;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,7 +18,8 @@ use tracing::{error, info};
 pub async fn serve(config: Arc<Config>, mut roles: Vec<Role>) -> anyhow::Result<ExitCode> {
     roles.sort();
     roles.dedup();
-    init_tracing(&config)?;
+    let role_names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+    let telemetry = liverseg_telemetry::init(&config, &role_names.join(","))?;
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating storage.data_dir {}", data_dir.display()))?;
@@ -37,6 +38,7 @@ pub async fn serve(config: Arc<Config>, mut roles: Vec<Role>) -> anyhow::Result<
     let blobs = FsBlobStore::open(data_dir).context("opening the blob store")?;
     info!(
         roles = ?roles,
+        traces = if telemetry.exporting() { "otlp" } else { "off" },
         metadata = store.backend(),
         queue = queue.backend(),
         data_dir = %data_dir.display(),
@@ -50,7 +52,7 @@ pub async fn serve(config: Arc<Config>, mut roles: Vec<Role>) -> anyhow::Result<
             .with_context(|| format!("binding {what} to {addr}"))
     };
     let shutdown = CancellationToken::new();
-    let readiness = Readiness::new(store.clone(), queue.clone());
+    let readiness = Readiness::new(store.clone(), queue.clone(), telemetry.metrics_handle());
     let mut tasks = tokio::task::JoinSet::new();
 
     if roles.contains(&Role::Listener) {
@@ -109,7 +111,7 @@ pub async fn serve(config: Arc<Config>, mut roles: Vec<Role>) -> anyhow::Result<
         });
     }
     let admin_socket = bind(config.admin.bind, "admin.bind").await?;
-    info!(addr = %config.admin.bind, "admin endpoints /healthz and /readyz ready");
+    info!(addr = %config.admin.bind, "admin endpoints /healthz, /readyz and /metrics ready");
     tasks.spawn(admin::run(admin_socket, readiness, shutdown.clone()));
 
     let mut failed = false;
@@ -133,6 +135,8 @@ pub async fn serve(config: Arc<Config>, mut roles: Vec<Role>) -> anyhow::Result<
         }
     }
     info!("stopped");
+    // Spans still buffered go out before the process ends.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     Ok(if failed {
         ExitCode::FAILURE
     } else {
@@ -155,23 +159,4 @@ async fn stop_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-}
-
-/// Structured logs on stderr, text or JSON. Events carry UIDs, AE titles and
-/// job ids only: nothing in the code logs patient names, IDs or birth dates.
-fn init_tracing(config: &Config) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level).map_err(|e| {
-        anyhow::anyhow!(
-            "invalid configuration: key `log.level`, value {:?}: {e}",
-            config.log.level
-        )
-    })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
-    Ok(())
 }

@@ -27,10 +27,19 @@ fn opts(visibility: Duration) -> QueueOptions {
     }
 }
 
+/// Odd messages carry a trace context, so both backends are seen to keep it.
 fn message(n: usize) -> JobMessage {
+    let mut trace = std::collections::BTreeMap::new();
+    if n % 2 == 1 {
+        trace.insert(
+            "traceparent".to_string(),
+            format!("00-{:032x}-{:016x}-01", n + 1, n + 1),
+        );
+    }
     JobMessage {
         job_id: JobId::new(),
         series_uid: format!("1.2.826.0.1.3680043.10.{n}"),
+        trace,
     }
 }
 
@@ -71,6 +80,10 @@ where
     case!(empty_dequeue_waits_for_the_deadline, VISIBILITY);
     case!(enqueue_wakes_a_waiting_dequeue, Duration::from_secs(30));
     case!(stats_count_waiting_and_in_flight, Duration::from_secs(30));
+    case!(
+        oldest_age_is_the_lag_of_unacknowledged_messages,
+        Duration::from_secs(30)
+    );
     case!(
         competing_consumers_share_without_duplicates,
         Duration::from_secs(30)
@@ -270,6 +283,30 @@ pub async fn enqueue_wakes_a_waiting_dequeue(q: Queue) {
         );
         q.ack(&d).await.expect("ack");
     }
+}
+
+/// `oldest_age` is the time since the oldest unacknowledged message was
+/// enqueued, leased or not, and nothing once all are acknowledged.
+pub async fn oldest_age_is_the_lag_of_unacknowledged_messages(q: Queue) {
+    assert_eq!(q.oldest_age().await.expect("oldest_age"), None);
+    q.enqueue(&message(0)).await.expect("enqueue");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    q.enqueue(&message(1)).await.expect("enqueue");
+    let lag = q.oldest_age().await.expect("oldest_age").expect("a lag");
+    assert!(
+        lag >= Duration::from_millis(1000) && lag < Duration::from_secs(30),
+        "{lag:?}"
+    );
+    // Leased but not acknowledged still counts.
+    let a = take(&q, "c1", Duration::from_secs(2)).await;
+    let leased = q.oldest_age().await.expect("oldest_age").expect("a lag");
+    assert!(leased >= lag, "{leased:?} < {lag:?}");
+    q.ack(&a).await.expect("ack");
+    let rest = q.oldest_age().await.expect("oldest_age").expect("a lag");
+    assert!(rest < Duration::from_millis(1000), "{rest:?}");
+    let b = take(&q, "c1", Duration::from_secs(2)).await;
+    q.ack(&b).await.expect("ack");
+    assert_eq!(q.oldest_age().await.expect("oldest_age"), None);
 }
 
 /// `stats` counts new messages as waiting and unacknowledged ones in flight.

@@ -289,6 +289,14 @@ impl JobQueue for EmbeddedQueue {
         })
     }
 
+    async fn oldest_age(&self) -> Result<Option<Duration>> {
+        let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(enqueued_at) FROM queue_messages")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(oldest.map(|at| Duration::from_millis((now_millis() - at).max(0) as u64)))
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -320,6 +328,7 @@ mod tests {
         let good = JobMessage {
             job_id: JobId::new(),
             series_uid: "1.2.3".into(),
+            trace: Default::default(),
         };
         q.enqueue(&good).await.expect("enqueue");
 
@@ -370,6 +379,7 @@ mod tests {
             message: JobMessage {
                 job_id: JobId::new(),
                 series_uid: "1".into(),
+                trace: Default::default(),
             },
             deliveries: 1,
         };

@@ -165,6 +165,9 @@ pub trait JobQueue: Send + Sync + 'static {
     /// at most the visibility timeout). `NotLeased` unless leased to `consumer`.
     async fn nack(&self, consumer: &str, delivery: &Delivery, delay: Duration) -> Result<()>;
     async fn stats(&self) -> Result<QueueStats>;
+    /// How long ago the oldest message not yet acknowledged was enqueued
+    /// (waiting, leased or given back): the queue's lag. `None` when empty.
+    async fn oldest_age(&self) -> Result<Option<Duration>>;
     /// Cheap round trip for readiness probes.
     async fn ping(&self) -> Result<()>;
     /// Short backend name for logs and `/readyz` (never contains secrets).

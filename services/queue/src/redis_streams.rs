@@ -421,6 +421,26 @@ impl JobQueue for RedisQueue {
         })
     }
 
+    async fn oldest_age(&self) -> Result<Option<Duration>> {
+        // Acknowledged entries are deleted, so the first entry left is the
+        // oldest unacknowledged one; its id starts with its XADD time (ms).
+        let first: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&self.stream)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err("XRANGE"))?;
+        Ok(first.ids.first().and_then(|entry| {
+            let ms: i64 = entry.id.split('-').next()?.parse().ok()?;
+            Some(Duration::from_millis(
+                (liverseg_core::time::now_millis() - ms).max(0) as u64,
+            ))
+        }))
+    }
+
     async fn ping(&self) -> Result<()> {
         redis::cmd("PING")
             .query_async::<()>(&mut self.conn.clone())

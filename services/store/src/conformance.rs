@@ -28,6 +28,7 @@ pub async fn run_all(store: Store) {
     concurrent_create_job_creates_one(store.clone()).await;
     transition_job_is_compare_and_set(store.clone()).await;
     list_jobs_filters_limits_and_orders(store.clone()).await;
+    job_counts_cover_every_state(store.clone()).await;
     events_round_trip_and_filter(store.clone()).await;
     results_are_replaced_as_a_whole(store.clone()).await;
     deliveries_count_failures_until_success(store.clone()).await;
@@ -580,6 +581,43 @@ pub async fn list_jobs_filters_limits_and_orders(store: Store) {
     );
     assert!(store.list_jobs(None, 0).await.unwrap().is_empty());
     assert!(store.list_jobs(None, -1).await.unwrap().is_empty());
+}
+
+/// Every state is counted, those without jobs as 0 (other cases share the
+/// store, so the case checks what its own jobs add).
+pub async fn job_counts_cover_every_state(store: Store) {
+    let count = |counts: &[(JobState, i64)], state: JobState| {
+        counts.iter().find(|(s, _)| *s == state).map(|(_, n)| *n)
+    };
+    let before = store.job_counts().await.unwrap();
+    assert_eq!(before.len(), JobState::ALL.len(), "{before:?}");
+    let series = uid(2);
+    let mut jobs = Vec::new();
+    for fp in ["x", "y", "z"] {
+        jobs.push(store.create_job(&new_job(&series, fp)).await.unwrap().0);
+    }
+    store
+        .transition_job(
+            jobs[0].id,
+            &[JobState::Received],
+            JobState::Dead,
+            None,
+            false,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let after = store.job_counts().await.unwrap();
+    assert_eq!(after.len(), JobState::ALL.len(), "{after:?}");
+    for state in JobState::ALL {
+        let added = count(&after, state).unwrap() - count(&before, state).unwrap();
+        let expected = match state {
+            JobState::Received => 2,
+            JobState::Dead => 1,
+            _ => 0,
+        };
+        assert_eq!(added, expected, "{state}: {before:?} -> {after:?}");
+    }
 }
 
 /// Events come back as recorded, filtered by subject, oldest first.

@@ -133,6 +133,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn get_job(&self, id: JobId) -> Result<Option<Job>>;
     /// Jobs in a state (all when `None`), newest first, at most `limit`.
     async fn list_jobs(&self, state: Option<JobState>, limit: i64) -> Result<Vec<Job>>;
+    /// How many jobs are in each state; every state is listed, 0 included.
+    async fn job_counts(&self) -> Result<Vec<(JobState, i64)>>;
     /// Atomically moves a job from one of `from` to `to`, setting `detail`
     /// and incrementing `attempts` when `count_attempt`. Returns the updated
     /// job, or `None` when the job is missing or not in one of `from`.

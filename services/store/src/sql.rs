@@ -828,6 +828,27 @@ impl MetadataStore for SqlStore {
         rows.iter().map(job_from_row).collect()
     }
 
+    async fn job_counts(&self) -> Result<Vec<(JobState, i64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(q("count jobs"))?;
+        let mut counts: Vec<(JobState, i64)> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
+        for (state, n) in rows {
+            let state: JobState =
+                state
+                    .parse()
+                    .map_err(|e: liverseg_core::domain::UnknownJobState| {
+                        corrupt("job state")(e.to_string())
+                    })?;
+            if let Some(c) = counts.iter_mut().find(|(s, _)| *s == state) {
+                c.1 = n;
+            }
+        }
+        Ok(counts)
+    }
+
     async fn transition_job(
         &self,
         id: JobId,

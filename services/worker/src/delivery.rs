@@ -98,7 +98,13 @@ pub async fn deliver(
             Destination::CStore(_) => "c-store",
             Destination::Stow(_) => "stow-rs",
         };
-        let span = info_span!("delivery", destination = %name, protocol, objects = objects.len());
+        let span = info_span!(
+            "delivery",
+            destination = %name,
+            protocol,
+            objects = objects.len(),
+            outcome = tracing::field::Empty,
+        );
         let started = Instant::now();
         let outcome = match &paths {
             Err(e) => Err(e.clone()),
@@ -110,6 +116,15 @@ pub async fn deliver(
             }
         };
         let seconds = started.elapsed().as_secs_f64();
+        liverseg_telemetry::metrics::delivery(protocol, outcome.is_ok());
+        span.record(
+            "outcome",
+            if outcome.is_ok() {
+                "delivered"
+            } else {
+                "failed"
+            },
+        );
         span.in_scope(|| match &outcome {
             Ok(()) => info!(seconds, "delivered"),
             Err(e) => warn!(error = %e, seconds, "delivery failed"),

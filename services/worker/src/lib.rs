@@ -21,6 +21,7 @@ use liverseg_core::{
 };
 use liverseg_queue::{Delivery, JobQueue};
 use liverseg_store::{MetadataStore, blob::FsBlobStore};
+use liverseg_telemetry::{metrics, trace};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -85,7 +86,19 @@ impl Consumer {
             match next {
                 Ok(Some(delivery)) => {
                     backoff = Duration::from_millis(200);
-                    let span = tracing::info_span!("job", job_id = %delivery.message.job_id);
+                    // A child of the span that queued the job, in whichever
+                    // process that was: one trace per study.
+                    let span = tracing::info_span!(
+                        parent: None,
+                        "job",
+                        job_id = %delivery.message.job_id,
+                        delivery = delivery.deliveries,
+                        kind = tracing::field::Empty,
+                        study = tracing::field::Empty,
+                        attempt = tracing::field::Empty,
+                        outcome = tracing::field::Empty,
+                    );
+                    trace::continue_from(&span, &delivery.message.trace);
                     self.handle(delivery).instrument(span).await;
                 }
                 Ok(None) => {}
@@ -120,6 +133,9 @@ impl Consumer {
             queue.ack(delivery).await?;
             return Ok(());
         }
+        let span = tracing::Span::current();
+        span.record("kind", job.kind.as_str());
+        span.record("study", trace::pseudonym(&job.study_uid));
         let results = self.current_results(&job).await?;
         let max = i64::from(self.config.worker.max_attempts);
         if results.is_none() && job.attempts >= max {
@@ -129,6 +145,7 @@ impl Consumer {
                 .transition_job(id, &[job.state], JobState::Dead, Some(&detail), false)
                 .await?;
             queue.ack(delivery).await?;
+            finished(job.kind, "dead");
             warn!(attempts = job.attempts, "job is dead");
             return Ok(());
         }
@@ -146,6 +163,7 @@ impl Consumer {
             queue.ack(delivery).await?;
             return Ok(());
         };
+        span.record("attempt", job.attempts);
         info!(
             attempt = job.attempts,
             instances = job.instance_count,
@@ -169,6 +187,7 @@ impl Consumer {
                     )
                     .await?;
                 queue.ack(delivery).await?;
+                finished(job.kind, "done");
                 info!("job done");
             }
             Ok(Outcome::Undelivered { failures, reason }) => {
@@ -185,6 +204,7 @@ impl Consumer {
                         )
                         .await?;
                     queue.ack(delivery).await?;
+                    finished(job.kind, "dead");
                     warn!(%reason, failures, "delivery failed for the last time; dead");
                 } else {
                     let detail = format!("delivery failed ({failures} of {max}): {reason}");
@@ -199,6 +219,7 @@ impl Consumer {
                         .await?;
                     let delay = self.config.delivery.backoff(failures as u32);
                     queue.nack(&self.name, delivery, delay).await?;
+                    finished(job.kind, "failed");
                     warn!(%reason, failures, retry_in_s = delay.as_secs(), "delivery failed; will retry");
                 }
             }
@@ -213,6 +234,7 @@ impl Consumer {
                     )
                     .await?;
                 queue.ack(delivery).await?;
+                finished(job.kind, "dead");
                 warn!(%reason, attempts = job.attempts, "job failed for the last time; dead");
             }
             Err(Failure::Pipeline(reason)) => {
@@ -227,6 +249,7 @@ impl Consumer {
                     .await?;
                 let delay = Duration::from_secs(self.config.worker.retry_delay_seconds);
                 queue.nack(&self.name, delivery, delay).await?;
+                finished(job.kind, "failed");
                 warn!(%reason, attempts = job.attempts, "job failed; will retry");
             }
             // Store or queue trouble: leave the lease to expire; the job is
@@ -283,6 +306,7 @@ impl Consumer {
             .map_err(Failure::Infrastructure)?;
         let summary = self.summary(&results).await;
         let started = Instant::now();
+        let delivering = tracing::info_span!("deliver", results = results.len());
         let states = delivery::deliver(
             &self.config.delivery,
             &self.config.listener.ae_title,
@@ -291,8 +315,10 @@ impl Consumer {
             job.id,
             &results,
         )
+        .instrument(delivering)
         .await
         .map_err(|e| Failure::Infrastructure(e.into()))?;
+        metrics::stage("delivery", started.elapsed().as_secs_f64());
         let undelivered: Vec<_> = states.iter().filter(|d| !d.delivered).collect();
         if let Some(worst) = undelivered.iter().max_by_key(|d| d.failures) {
             let reason = undelivered
@@ -322,8 +348,7 @@ impl Consumer {
         Ok(Outcome::Done(summary.to_string()))
     }
 
-    /// Runs the pipeline off the async runtime and keeps what it made:
-    /// blobs first, then their rows, so a row never points at nothing.
+    /// Runs the pipeline off the async runtime, then keeps what it made.
     async fn segment(&self, job: &Job) -> Result<Vec<ResultObject>, Failure> {
         let infra = |e: WorkerError| Failure::Infrastructure(e);
         let instances = self
@@ -383,7 +408,27 @@ impl Consumer {
         .await
         .map_err(|e| Failure::Pipeline(format!("pipeline panicked: {e}")))?
         .map_err(Failure::Pipeline)?;
+        for (stage, seconds) in &produced.stage_seconds {
+            metrics::stage(stage, *seconds);
+        }
+        metrics::model_slices(&produced.slice_seconds);
 
+        let storing = tracing::info_span!("store", objects = tracing::field::Empty);
+        let started = Instant::now();
+        let objects = self.keep(job, produced).instrument(storing.clone()).await?;
+        storing.record("objects", objects.len());
+        metrics::stage("store", started.elapsed().as_secs_f64());
+        Ok(objects)
+    }
+
+    /// Keeps what the pipeline made: blobs first, then their rows, so a
+    /// row never points at nothing.
+    async fn keep(
+        &self,
+        job: &Job,
+        produced: pipeline::Produced,
+    ) -> Result<Vec<ResultObject>, Failure> {
+        let infra = |e: WorkerError| Failure::Infrastructure(e);
         let now = now_millis();
         let model = match job.kind {
             JobKind::Segment => self.pipeline.model_sha256().to_string(),
@@ -535,6 +580,12 @@ impl Consumer {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(serde_json::Value::Null)
     }
+}
+
+/// Counts a job run's end (and a dead letter when it died).
+fn finished(kind: JobKind, outcome: &'static str) {
+    metrics::job_finished(kind.as_str(), outcome);
+    tracing::Span::current().record("outcome", outcome);
 }
 
 /// How a run ended when the store and queue worked.

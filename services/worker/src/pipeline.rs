@@ -19,6 +19,10 @@ pub struct Produced {
     pub summary: serde_json::Value,
     /// Repairs made to the source's attributes, for the audit trail.
     pub repairs: Vec<String>,
+    /// Seconds per stage (decode, inference, seg, mesh, sr), for metrics.
+    pub stage_seconds: Vec<(&'static str, f64)>,
+    /// Seconds of each network call on one slice.
+    pub slice_seconds: Vec<f32>,
 }
 
 /// A blocking step over the files of one series.
@@ -142,6 +146,14 @@ impl Pipeline for Segmenter {
             liver_volume_ml: liver_found.then_some(seg.liver_volume_ml),
             summary,
             repairs,
+            stage_seconds: vec![
+                ("decode", decode),
+                ("inference", seg.total_seconds),
+                ("seg", seconds.seg),
+                ("mesh", seconds.mesh),
+                ("sr", seconds.sr),
+            ],
+            slice_seconds: seg.slice_seconds,
         })
     }
 
@@ -186,6 +198,12 @@ impl Pipeline for Segmenter {
             liver_volume_ml: Some(volume_ml),
             summary,
             repairs: Vec::new(),
+            stage_seconds: vec![
+                ("decode", decode),
+                ("mesh", set.seconds.mesh),
+                ("sr", set.seconds.sr),
+            ],
+            slice_seconds: Vec::new(),
         })
     }
 }
