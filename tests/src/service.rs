@@ -51,6 +51,8 @@ pub struct Service {
     pub gateway_port: u16,
     env: Vec<(String, String)>,
     log: PathBuf,
+    /// `--roles` (all when `None`).
+    roles: Option<String>,
 }
 
 impl Service {
@@ -63,7 +65,23 @@ impl Service {
     /// As [`Service::start`], with the DICOM listener on `dicom_port` (so a
     /// PACS can be configured to route to it before it starts).
     pub fn start_on(dir: &Path, dicom_port: u16, env: &[(&str, &str)]) -> Service {
+        Service::start_roles(dir, dicom_port, None, env)
+    }
+
+    /// As [`Service::start_on`], running only `roles` (a `--roles` list).
+    /// Processes started on the same `dir` share its data directory (the
+    /// blob store) and log to files named after their roles.
+    pub fn start_roles(
+        dir: &Path,
+        dicom_port: u16,
+        roles: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Service {
         let data_dir = dir.join("data");
+        let log = match roles {
+            Some(r) => dir.join(format!("service-{}.log", r.replace(',', "-"))),
+            None => dir.join("service.log"),
+        };
         let mut s = Service {
             child: None,
             data_dir,
@@ -74,7 +92,8 @@ impl Service {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            log: dir.join("service.log"),
+            log,
+            roles: roles.map(str::to_string),
         };
         s.spawn();
         s
@@ -87,8 +106,11 @@ impl Service {
             .open(&self.log)
             .expect("open service log");
         let mut cmd = Command::new(binary());
-        cmd.arg("serve")
-            .env_clear()
+        cmd.arg("serve");
+        if let Some(roles) = &self.roles {
+            cmd.args(["--roles", roles]);
+        }
+        cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("LIVERSEG__STORAGE__DATA_DIR", &self.data_dir)
             .env(
