@@ -397,3 +397,72 @@ fn duplicate_policies_keep_overwrite_reject() {
         );
     }
 }
+
+/// A PACS may spread one series over two listener replicas (two
+/// associations, two processes, one PostgreSQL and one Redis). One replica
+/// goes quiet while the other is still receiving: the series still becomes
+/// one job of every instance, made once both have gone quiet.
+#[test]
+fn a_series_spread_over_two_listener_replicas_becomes_one_job() {
+    use liverseg_tests::postgres::PgServer;
+    use liverseg_tests::redis::RedisServer;
+    let (Some(redis), Some(pg)) = (RedisServer::start(), PgServer::start()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let series = write_ct_series(
+        &tmp.path().join("ct"),
+        40,
+        64,
+        EXPLICIT_LE,
+        Flaws::default(),
+    );
+    let mut files = liverseg_dicom::scu::collect_files(&tmp.path().join("ct")).unwrap();
+    files.sort();
+    let (first, second) = files.split_at(files.len() / 2);
+
+    let metadata_url = pg.create_database("replicas");
+    let env = [
+        ("LIVERSEG__STORAGE__METADATA_URL", metadata_url.as_str()),
+        ("LIVERSEG__QUEUE__URL", redis.url.as_str()),
+        // Service sets LIVERSEG__LISTENER__STABLE_SECONDS=2.
+    ];
+    let dir = tmp.path().join("liverseg");
+    std::fs::create_dir_all(&dir).unwrap();
+    let free = liverseg_tests::free_port;
+    let a = Service::start_roles(&dir, free(), Some("listener"), &env);
+    let b = Service::start_roles(&dir, free(), Some("listener"), &env);
+    let send = |svc: &Service, files: &[PathBuf]| {
+        let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        let out = storescu(svc.dicom_port, "LIVERSEG", "PACS", &paths, &[]).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Replica A gets the first half at once, then hears nothing more;
+    // replica B gets the rest in small associations over more than A's
+    // two stable seconds.
+    send(&a, first);
+    let started = std::time::Instant::now();
+    for chunk in second.chunks(4) {
+        send(&b, chunk);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    assert!(
+        started.elapsed() > Duration::from_secs(4),
+        "B's instances must outlast A's stable time"
+    );
+    let queued = wait_until(Duration::from_secs(30), || {
+        a.jobs_for(&series.series_uid)
+            .iter()
+            .any(|j| j["state"] == "queued")
+    });
+    assert!(queued, "no job; logs:\n{}\n{}", a.log_text(), b.log_text());
+    // Both replicas' clocks have run out by now.
+    std::thread::sleep(Duration::from_secs(5));
+    let jobs = a.jobs_for(&series.series_uid);
+    assert_eq!(jobs.len(), 1, "one job for the series: {jobs:?}");
+    assert_eq!(jobs[0]["instance_count"], files.len(), "{jobs:?}");
+}

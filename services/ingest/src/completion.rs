@@ -161,9 +161,31 @@ impl Tracker {
                     .collect()
             };
             for (series, trace) in due {
-                self.complete_or_retry(series, trace).await;
+                // Another listener replica may still be receiving it.
+                match self.quiet_for(&series).await {
+                    Ok(Some(since)) if since < self.stable() => {
+                        let last = Instant::now()
+                            .checked_sub(since)
+                            .unwrap_or_else(Instant::now);
+                        self.lock().entry(series).or_insert(Pending { last, trace });
+                    }
+                    _ => self.complete_or_retry(series, trace).await,
+                }
             }
         }
+    }
+
+    /// How long since any process stored an instance of `series`: the
+    /// store's time is shared, so a PACS that spreads one series over
+    /// several listener replicas gets one job, made once all have gone
+    /// quiet. `None` when the store has no record (or does not answer:
+    /// completion then reports the error).
+    async fn quiet_for(&self, series: &str) -> Result<Option<Duration>, CompletionError> {
+        let Some(record) = self.inner.deps.store.get_series(series).await? else {
+            return Ok(None);
+        };
+        let since = (now_millis() - record.last_received_at).max(0);
+        Ok(Some(Duration::from_millis(since as u64)))
     }
 
     /// Completes `series` in a span continuing the upload's trace.
