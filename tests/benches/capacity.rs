@@ -13,14 +13,13 @@
 //! `cargo bench -p liverseg-tests --bench capacity` (needs LIVERSEG_TEST_DATA,
 //! dcmtk, Orthanc, redis-server and PostgreSQL).
 
-use liverseg_tests::dcmtk::storescu;
+use liverseg_tests::dcmtk::{modified_copy, storescu};
 use liverseg_tests::orthanc::Orthanc;
 use liverseg_tests::postgres::PgServer;
 use liverseg_tests::redis::RedisServer;
 use liverseg_tests::service::Service;
-use liverseg_tests::{free_port, program, test_data, wait_until};
+use liverseg_tests::{free_port, test_data, wait_until};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,36 +29,20 @@ const STUDIES: usize = 6;
 /// A copy of `source` as a new study: its own Study, Series and SOP
 /// Instance UIDs (the series stays one series).
 fn copy_as_new_study(source: &Path, to: &Path, n: usize) -> String {
-    std::fs::create_dir_all(to).unwrap();
-    let mut files = Vec::new();
-    for (i, f) in liverseg_dicom::scu::collect_files(source)
-        .unwrap()
-        .iter()
-        .enumerate()
-    {
-        let dest = to.join(format!("{i:04}.dcm"));
-        std::fs::copy(f, &dest).unwrap();
-        files.push(dest);
-    }
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_micros();
     let study = format!("2.25.{stamp}{n}1");
     let series = format!("2.25.{stamp}{n}2");
-    let out = Command::new(program("dcmodify").expect("dcmtk is installed"))
-        .args(["-nb", "-gin", "-m"])
-        .arg(format!("(0020,000D)={study}"))
-        .arg("-m")
-        .arg(format!("(0020,000E)={series}"))
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "dcmodify: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = [
+        "-gin".to_string(),
+        "-m".to_string(),
+        format!("(0020,000D)={study}"),
+        "-m".to_string(),
+        format!("(0020,000E)={series}"),
+    ];
+    modified_copy(source, to, &args);
     series
 }
 

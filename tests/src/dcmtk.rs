@@ -1,7 +1,7 @@
 //! dcmtk command-line peers (echoscu, storescu, storescp), run as real
 //! processes against loopback.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// `echoscu` from `calling` to `called` at 127.0.0.1:`port`; `None` when
@@ -66,6 +66,36 @@ pub fn acknowledged_files(storescu_log: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Copies every DICOM file under `source` into `to` (as 0000.dcm, 0001.dcm
+/// ...) and runs `dcmodify -nb ARGS` over the copies, e.g. to give them a
+/// patient name or new UIDs; returns the copies. Panics when dcmtk is
+/// missing or dcmodify fails.
+pub fn modified_copy(source: &Path, to: &Path, args: &[String]) -> Vec<PathBuf> {
+    std::fs::create_dir_all(to).unwrap();
+    let mut files = Vec::new();
+    for (i, f) in liverseg_dicom::scu::collect_files(source)
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let dest = to.join(format!("{i:04}.dcm"));
+        std::fs::copy(f, &dest).unwrap();
+        files.push(dest);
+    }
+    let out = Command::new(crate::program("dcmodify").expect("dcmtk is installed"))
+        .arg("-nb")
+        .args(args)
+        .args(&files)
+        .output()
+        .expect("run dcmodify");
+    assert!(
+        out.status.success(),
+        "dcmodify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    files
 }
 
 #[cfg(test)]

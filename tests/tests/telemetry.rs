@@ -11,13 +11,13 @@
 //! * No span, span event or log line holds the patient's name, ID or
 //!   birth date.
 
-use liverseg_tests::dcmtk::storescu;
+use liverseg_tests::dcmtk::{modified_copy, storescu};
 use liverseg_tests::orthanc::Orthanc;
 use liverseg_tests::postgres::PgServer;
 use liverseg_tests::python::python;
 use liverseg_tests::redis::RedisServer;
 use liverseg_tests::service::{Service, http_get};
-use liverseg_tests::{free_port, program, test_data, wait_until};
+use liverseg_tests::{free_port, test_data, wait_until};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -75,35 +75,16 @@ impl Drop for Sink {
 
 /// A copy of the IRCADb CT in which every file names the patient.
 fn ct_with_phi(data: &Path, dir: &Path) -> (PathBuf, Vec<PathBuf>) {
-    let source = data.join("dicom/ircadb_01/PATIENT_DICOM");
     let ct = dir.join("ct");
-    std::fs::create_dir_all(&ct).unwrap();
-    let mut files = Vec::new();
-    for (i, f) in liverseg_dicom::scu::collect_files(&source)
-        .unwrap()
-        .iter()
-        .enumerate()
-    {
-        let to = ct.join(format!("{i:04}.dcm"));
-        std::fs::copy(f, &to).unwrap();
-        files.push(to);
-    }
-    let dcmodify = program("dcmodify").expect("dcmtk is installed");
-    let out = Command::new(dcmodify)
-        .args(["-nb", "-i"])
-        .arg(format!("(0010,0010)={PATIENT_NAME}"))
-        .arg("-i")
-        .arg(format!("(0010,0020)={PATIENT_ID}"))
-        .arg("-i")
-        .arg(format!("(0010,0030)={BIRTH_DATE}"))
-        .args(&files)
-        .output()
-        .expect("run dcmodify");
-    assert!(
-        out.status.success(),
-        "dcmodify: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = [
+        "-i".to_string(),
+        format!("(0010,0010)={PATIENT_NAME}"),
+        "-i".to_string(),
+        format!("(0010,0020)={PATIENT_ID}"),
+        "-i".to_string(),
+        format!("(0010,0030)={BIRTH_DATE}"),
+    ];
+    let files = modified_copy(&data.join("dicom/ircadb_01/PATIENT_DICOM"), &ct, &args);
     (ct, files)
 }
 
@@ -281,7 +262,7 @@ fn one_trace_per_study_and_metrics_count_the_run() {
         for needle in needles {
             if let Some(at) = text.find(needle) {
                 let line = text[..at].rsplit('\n').next().unwrap_or("").to_string()
-                    + &text[at..].split('\n').next().unwrap_or("").to_string();
+                    + text[at..].split('\n').next().unwrap_or("");
                 panic!("{what} holds {needle:?}: {line}");
             }
         }
