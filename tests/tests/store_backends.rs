@@ -46,6 +46,15 @@ async fn postgres_passes_conformance() {
     conformance::run_all(store.clone()).await;
     // The suite shares one database across cases and runs: again.
     conformance::run_all(store).await;
+    // The audit trail is append-only in the database itself.
+    for sql in [
+        "UPDATE audit_log SET actor = 'someone else'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ] {
+        let refused = pg.psql("conformance", sql).unwrap_err();
+        assert!(refused.contains("append-only"), "{sql}: {refused}");
+    }
 
     // `postgresql://` is the same backend.
     let alt = pg

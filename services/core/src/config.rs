@@ -28,6 +28,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub delivery: DeliveryConfig,
     pub results: ResultsConfig,
+    pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
     pub log: LogConfig,
 }
@@ -37,6 +38,8 @@ pub struct Config {
 pub struct StorageConfig {
     pub data_dir: PathBuf,
     pub metadata_url: String,
+    /// Below this many free bytes new associations and uploads are refused.
+    pub min_free_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +74,21 @@ pub struct ListenerConfig {
     pub duplicate_policy: DuplicatePolicy,
     pub stable_seconds: u64,
     pub complete_on_release: bool,
+    pub max_instance_bytes: u64,
+    pub max_series_instances: u64,
+    /// PEM certificate chain and key for DICOM TLS; empty: plain TCP.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// PEM CA bundle; when set, client certificates are required.
+    pub tls_client_ca: PathBuf,
+    /// Refuse plain TCP on a non-loopback address.
+    pub require_tls: bool,
+}
+
+impl ListenerConfig {
+    pub fn tls_enabled(&self) -> bool {
+        !self.tls_cert.as_os_str().is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,6 +140,11 @@ pub struct DeliveryConfig {
     pub backoff_max_seconds: u64,
     /// Per-association (and per-request) timeout.
     pub timeout_seconds: u64,
+    /// C-STORE over TLS, verified against `tls_ca`.
+    pub tls: bool,
+    pub tls_ca: PathBuf,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
 }
 
 impl DeliveryConfig {
@@ -201,6 +224,30 @@ impl std::fmt::Display for DicomNode {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// Bearer-token authentication of the gateway (OIDC JWT against a JWKS).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// JWKS file path or http(s) URL; empty: no authentication.
+    pub jwks: String,
+    pub issuer: String,
+    pub audience: String,
+    /// Refuse to serve off loopback without authentication.
+    pub required: bool,
+    /// Dotted path of the roles array in the token's claims.
+    pub roles_claim: String,
+    pub viewer_role: String,
+    pub editor_role: String,
+    pub admin_role: String,
+    pub leeway_seconds: u64,
+}
+
+impl AuthConfig {
+    pub fn enabled(&self) -> bool {
+        !self.jwks.trim().is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -311,6 +358,80 @@ impl Config {
                 ),
             ));
         }
+        if l.tls_enabled() != !l.tls_key.as_os_str().is_empty() {
+            return Err(invalid(
+                "listener.tls_cert/listener.tls_key",
+                "one of them",
+                "set both the certificate chain and its private key, or neither",
+            ));
+        }
+        if !l.tls_enabled() && l.require_tls && !l.bind.ip().is_loopback() {
+            return Err(invalid(
+                "listener.tls_cert",
+                "\"\"",
+                format!(
+                    "listener.bind {} is not a loopback address and DICOM TLS is not configured; \
+                     set listener.tls_cert and listener.tls_key, or listener.require_tls = false \
+                     to accept plain DICOM on the network (unencrypted)",
+                    l.bind
+                ),
+            ));
+        }
+        if !l.tls_client_ca.as_os_str().is_empty() && !l.tls_enabled() {
+            return Err(invalid(
+                "listener.tls_client_ca",
+                l.tls_client_ca.display(),
+                "client certificates need listener.tls_cert and listener.tls_key",
+            ));
+        }
+        in_range(
+            "listener.max_instance_bytes",
+            l.max_instance_bytes,
+            1 << 20,
+            1 << 40,
+        )?;
+        in_range(
+            "listener.max_series_instances",
+            l.max_series_instances,
+            1,
+            1_000_000,
+        )?;
+        let d = &self.delivery;
+        if d.tls && d.tls_ca.as_os_str().is_empty() {
+            return Err(invalid(
+                "delivery.tls_ca",
+                "\"\"",
+                "delivery over TLS verifies the destinations: name their CA bundle",
+            ));
+        }
+        if d.tls_cert.as_os_str().is_empty() != d.tls_key.as_os_str().is_empty() {
+            return Err(invalid(
+                "delivery.tls_cert/delivery.tls_key",
+                "one of them",
+                "set both the client certificate and its private key, or neither",
+            ));
+        }
+        let a = &self.auth;
+        if !a.enabled() && a.required && !self.gateway.bind.ip().is_loopback() {
+            return Err(invalid(
+                "auth.jwks",
+                "\"\"",
+                format!(
+                    "gateway.bind {} is not a loopback address and authentication is not \
+                     configured; set auth.jwks (with auth.issuer and auth.audience), or \
+                     auth.required = false to serve DICOMweb and gRPC to anyone who can connect",
+                    self.gateway.bind
+                ),
+            ));
+        }
+        if a.enabled() && (a.issuer.trim().is_empty() || a.audience.trim().is_empty()) {
+            return Err(invalid(
+                "auth.issuer/auth.audience",
+                "\"\"",
+                "tokens are only accepted from a named issuer for a named audience",
+            ));
+        }
+        in_range("auth.leeway_seconds", a.leeway_seconds, 0, 600)?;
         in_range(
             "listener.max_associations",
             l.max_associations.into(),
@@ -751,10 +872,67 @@ mod tests {
             env(&[
                 ("LIVERSEG__LISTENER__BIND", "0.0.0.0:11112"),
                 ("LIVERSEG__LISTENER__ALLOWED_CALLING_AES", "ORTHANC"),
+                ("LIVERSEG__LISTENER__REQUIRE_TLS", "false"),
             ]),
         );
-        assert!(ok.is_ok());
+        assert!(ok.is_ok(), "{:?}", ok.err());
         assert!(Config::load(None, env(&[("LIVERSEG__LISTENER__BIND", "[::1]:104")])).is_ok());
+    }
+
+    #[test]
+    fn security_is_required_off_loopback() {
+        // The listener on the network wants TLS, or an explicit opt-out.
+        let e = err(
+            None,
+            &[
+                ("LIVERSEG__LISTENER__BIND", "0.0.0.0:11112"),
+                ("LIVERSEG__LISTENER__ALLOWED_CALLING_AES", "ORTHANC"),
+            ],
+        );
+        assert!(
+            e.contains("listener.tls_cert") && e.contains("require_tls"),
+            "{e}"
+        );
+        let tls = [
+            ("LIVERSEG__LISTENER__BIND", "0.0.0.0:11112"),
+            ("LIVERSEG__LISTENER__ALLOWED_CALLING_AES", "ORTHANC"),
+            ("LIVERSEG__LISTENER__TLS_CERT", "/etc/liverseg/tls.crt"),
+            ("LIVERSEG__LISTENER__TLS_KEY", "/etc/liverseg/tls.key"),
+        ];
+        assert!(Config::load(None, env(&tls)).is_ok());
+        let e = err(None, &tls[..3]);
+        assert!(e.contains("neither"), "{e}");
+
+        // The gateway on the network wants tokens, or an explicit opt-out.
+        let e = err(None, &[("LIVERSEG__GATEWAY__BIND", "0.0.0.0:8080")]);
+        assert!(
+            e.contains("auth.jwks") && e.contains("auth.required"),
+            "{e}"
+        );
+        let e = err(
+            None,
+            &[
+                ("LIVERSEG__GATEWAY__BIND", "0.0.0.0:8080"),
+                ("LIVERSEG__AUTH__JWKS", "/etc/liverseg/jwks.json"),
+            ],
+        );
+        assert!(e.contains("auth.issuer"), "{e}");
+        let oidc = [
+            ("LIVERSEG__GATEWAY__BIND", "0.0.0.0:8080"),
+            ("LIVERSEG__AUTH__JWKS", "https://login.example.org/jwks"),
+            ("LIVERSEG__AUTH__ISSUER", "https://login.example.org"),
+            ("LIVERSEG__AUTH__AUDIENCE", "liverseg"),
+        ];
+        assert!(Config::load(None, env(&oidc)).is_ok());
+        let open = [
+            ("LIVERSEG__GATEWAY__BIND", "0.0.0.0:8080"),
+            ("LIVERSEG__AUTH__REQUIRED", "false"),
+        ];
+        assert!(Config::load(None, env(&open)).is_ok());
+
+        // Delivery over TLS verifies its peers.
+        let e = err(None, &[("LIVERSEG__DELIVERY__TLS", "true")]);
+        assert!(e.contains("delivery.tls_ca"), "{e}");
     }
 
     #[test]

@@ -384,6 +384,30 @@ pub struct JobMessage {
     pub trace: std::collections::BTreeMap<String, String>,
 }
 
+/// One entry of the append-only audit trail: who did what, when, from
+/// where, and how it ended. Every receive, send, view, resubmission and
+/// replay leaves one; the store refuses to change or remove them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Position in the trail (assigned by the store; 0 before).
+    #[serde(default)]
+    pub id: i64,
+    /// Unix milliseconds.
+    pub at: i64,
+    /// The token's subject, the calling AE title, or `liverseg` itself.
+    pub actor: String,
+    /// `receive`, `send`, `view`, `resubmit`, `replay`, ...
+    pub action: String,
+    /// What it was done to: a study, series or SOP instance UID, a job id.
+    pub object: String,
+    /// Where from (or to): an IP address and port, or AE@host:port.
+    pub peer: String,
+    /// `ok`, or why it was refused or failed.
+    pub outcome: String,
+    /// Counts, sizes, the route or command.
+    pub detail: String,
+}
+
 /// An event kept for audit: duplicates, conflicts, repairs, skips.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {

@@ -76,6 +76,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The append-only audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Ask the running service's admin endpoint (admin.bind) whether it is
     /// ready; exit 0 when it is, 1 otherwise (a container health check).
     Health {
@@ -108,6 +113,17 @@ pub enum JobsCommand {
     /// Run a dead (or failed) job again: its results are kept when they
     /// exist, and only destinations that lack them are sent to.
     Replay { id: liverseg_core::JobId },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Every record after id AFTER, oldest first, as JSON lines on standard
+    /// output (one object per line: id, at, actor, action, object, peer,
+    /// outcome, detail). Resume an export with the last id it printed.
+    Export {
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

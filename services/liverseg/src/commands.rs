@@ -1,6 +1,6 @@
 //! The subcommands other than `serve`.
 
-use crate::cli::{Command, JobsCommand};
+use crate::cli::{AuditCommand, Command, JobsCommand};
 use anyhow::Context;
 use liverseg_core::{Config, time::format_millis};
 use liverseg_dicom::scu;
@@ -52,6 +52,9 @@ pub async fn run(command: Command, config: Arc<Config>) -> anyhow::Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
         Command::Health { timeout } => health(&config, timeout).await,
+        Command::Audit {
+            command: AuditCommand::Export { after },
+        } => audit_export(&config, after).await,
         Command::Config => {
             print!("{}", config.to_redacted_toml());
             Ok(ExitCode::SUCCESS)
@@ -204,4 +207,25 @@ async fn health(config: &Config, timeout: u64) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Streams the audit trail as JSON lines, a page at a time.
+async fn audit_export(config: &Config, after: i64) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let store = liverseg_store::open(&config.storage.metadata_url, &config.storage.data_dir)
+        .await
+        .context("opening the metadata store")?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut last = after;
+    loop {
+        let page = store.audit_trail(last, 1000).await?;
+        let Some(tail) = page.last() else { break };
+        last = tail.id;
+        for record in &page {
+            serde_json::to_writer(&mut out, record)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -30,6 +30,7 @@ pub async fn run_all(store: Store) {
     list_jobs_filters_limits_and_orders(store.clone()).await;
     job_counts_cover_every_state(store.clone()).await;
     events_round_trip_and_filter(store.clone()).await;
+    audit_trail_appends_and_pages_in_order(store.clone()).await;
     results_are_replaced_as_a_whole(store.clone()).await;
     deliveries_count_failures_until_success(store.clone()).await;
     replay_restarts_only_dead_or_failed_jobs(store.clone()).await;
@@ -618,6 +619,50 @@ pub async fn job_counts_cover_every_state(store: Store) {
         };
         assert_eq!(added, expected, "{state}: {before:?} -> {after:?}");
     }
+}
+
+/// Audit records come back in the order they were appended, with rising
+/// ids, paged by the last id seen (other cases share the store).
+pub async fn audit_trail_appends_and_pages_in_order(store: Store) {
+    let tail = store.audit_trail(0, i64::MAX).await.unwrap();
+    let start = tail.last().map_or(0, |r| r.id);
+    let mut appended = Vec::new();
+    for (n, action) in ["receive", "send", "view", "resubmit", "replay"]
+        .iter()
+        .enumerate()
+    {
+        let record = liverseg_core::AuditRecord {
+            id: 0,
+            at: 1_700_000_000_000 + n as i64,
+            actor: format!("user-{n}"),
+            action: action.to_string(),
+            object: uid(9),
+            peer: "10.1.2.3:50412".into(),
+            outcome: if n == 2 {
+                "refused: role viewer required".into()
+            } else {
+                "ok".into()
+            },
+            detail: String::new(),
+        };
+        let kept = store.append_audit(&record).await.unwrap();
+        assert!(kept.id > start, "{} <= {start}", kept.id);
+        assert_eq!(
+            kept,
+            liverseg_core::AuditRecord {
+                id: kept.id,
+                ..record
+            }
+        );
+        appended.push(kept);
+    }
+    assert!(appended.windows(2).all(|w| w[0].id < w[1].id));
+    let all = store.audit_trail(start, i64::MAX).await.unwrap();
+    assert_eq!(all, appended);
+    let first_two = store.audit_trail(start, 2).await.unwrap();
+    assert_eq!(first_two, appended[..2].to_vec());
+    let rest = store.audit_trail(first_two[1].id, 100).await.unwrap();
+    assert_eq!(rest, appended[2..].to_vec());
 }
 
 /// Events come back as recorded, filtered by subject, oldest first.

@@ -8,8 +8,8 @@
 
 use async_trait::async_trait;
 use liverseg_core::{
-    AuditEvent, DeliveryRecord, InstanceRecord, Job, JobId, JobKind, JobState, ResultObject,
-    SegVersion, SeriesRecord, SeriesState,
+    AuditEvent, AuditRecord, DeliveryRecord, InstanceRecord, Job, JobId, JobKind, JobState,
+    ResultObject, SegVersion, SeriesRecord, SeriesState,
 };
 
 pub mod blob;
@@ -189,6 +189,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// blob keys they named. Jobs, versions and events stay as the record.
     async fn forget_study(&self, study_uid: &str) -> Result<Vec<String>>;
     async fn record_event(&self, event: &AuditEvent) -> Result<()>;
+    /// Appends to the audit trail; returns the record with its id. The
+    /// table refuses UPDATE and DELETE (database triggers).
+    async fn append_audit(&self, record: &AuditRecord) -> Result<AuditRecord>;
+    /// The audit trail from id `after` (exclusive), oldest first, at most
+    /// `limit`: pages of an export.
+    async fn audit_trail(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>>;
     /// Events about `subject` (all when `None`), oldest first, at most `limit`.
     async fn events(&self, subject: Option<&str>, limit: i64) -> Result<Vec<AuditEvent>>;
     /// Cheap round trip for readiness probes.

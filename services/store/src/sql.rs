@@ -11,8 +11,8 @@ use crate::{MetadataStore, NewJob, Result, SeriesSummary, StoreError};
 use async_trait::async_trait;
 use liverseg_core::time::now_millis;
 use liverseg_core::{
-    AuditEvent, DeliveryRecord, InstanceMeta, InstanceRecord, Job, JobId, JobState, ResultObject,
-    SegVersion, SeriesRecord, SeriesState,
+    AuditEvent, AuditRecord, DeliveryRecord, InstanceMeta, InstanceRecord, Job, JobId, JobState,
+    ResultObject, SegVersion, SeriesRecord, SeriesState,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -213,6 +213,14 @@ impl SqlStore {
                 continue;
             }
             for stmt in *statements {
+                // A `sqlite:` or `postgres:` prefix limits a statement to
+                // that backend (triggers are written differently).
+                let stmt = match stmt.split_once(':') {
+                    Some(("sqlite", rest)) if self.backend == Backend::Sqlite => rest,
+                    Some(("postgres", rest)) if self.backend == Backend::Postgres => rest,
+                    Some(("sqlite" | "postgres", _)) => continue,
+                    _ => stmt,
+                };
                 let sql = stmt.replace("{EVENT_ID}", self.event_id_column());
                 sqlx::query(&sql).execute(&mut *tx).await.map_err(mig)?;
             }
@@ -340,6 +348,29 @@ const MIGRATIONS: &[&[&str]] = &[
         UNIQUE (source_series_uid, version))",
         "CREATE INDEX IF NOT EXISTS seg_versions_job_idx ON seg_versions (job_id)",
         "CREATE INDEX IF NOT EXISTS studies_last_idx ON studies (last_received_at)",
+    ],
+    &[
+        "CREATE TABLE IF NOT EXISTS audit_log (
+        id {EVENT_ID},
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        object TEXT NOT NULL,
+        peer TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL)",
+        // Append-only, enforced by the database itself.
+        "sqlite:CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+        "sqlite:CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+        "postgres:CREATE OR REPLACE FUNCTION liverseg_append_only() RETURNS trigger
+        LANGUAGE plpgsql AS $fn$ BEGIN
+        RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $fn$",
+        "postgres:CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
+        FOR EACH ROW EXECUTE FUNCTION liverseg_append_only()",
+        "postgres:CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+        FOR EACH STATEMENT EXECUTE FUNCTION liverseg_append_only()",
     ],
 ];
 
@@ -1197,6 +1228,51 @@ impl MetadataStore for SqlStore {
         Ok(())
     }
 
+    async fn append_audit(&self, r: &AuditRecord) -> Result<AuditRecord> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_log (at, actor, action, object, peer, outcome, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(r.at)
+        .bind(&r.actor)
+        .bind(&r.action)
+        .bind(&r.object)
+        .bind(&r.peer)
+        .bind(&r.outcome)
+        .bind(&r.detail)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(q("append to the audit trail"))?;
+        Ok(AuditRecord { id, ..r.clone() })
+    }
+
+    async fn audit_trail(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, object, peer, outcome, detail FROM audit_log
+             WHERE id > $1 ORDER BY id ASC LIMIT $2",
+        )
+        .bind(after)
+        .bind(clamp_limit(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(q("read the audit trail"))?;
+        rows.iter()
+            .map(|row| {
+                let d = || q("decode audit record");
+                Ok(AuditRecord {
+                    id: row.try_get("id").map_err(d())?,
+                    at: row.try_get("at").map_err(d())?,
+                    actor: row.try_get("actor").map_err(d())?,
+                    action: row.try_get("action").map_err(d())?,
+                    object: row.try_get("object").map_err(d())?,
+                    peer: row.try_get("peer").map_err(d())?,
+                    outcome: row.try_get("outcome").map_err(d())?,
+                    detail: row.try_get("detail").map_err(d())?,
+                })
+            })
+            .collect()
+    }
+
     async fn events(&self, subject: Option<&str>, limit: i64) -> Result<Vec<AuditEvent>> {
         let (filter, limit_param) = if subject.is_some() {
             ("WHERE subject = $1", "$2")
@@ -1290,6 +1366,34 @@ mod tests {
     async fn in_memory_sqlite_works() {
         let store = SqlStore::connect("sqlite::memory:").await.unwrap();
         crate::conformance::instance_round_trip(std::sync::Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn the_audit_trail_cannot_be_changed_or_emptied() {
+        let store = SqlStore::connect("sqlite::memory:").await.unwrap();
+        crate::conformance::audit_trail_appends_and_pages_in_order(std::sync::Arc::new(
+            SqlStore::connect("sqlite::memory:").await.unwrap(),
+        ))
+        .await;
+        let record = AuditRecord {
+            id: 0,
+            at: 1,
+            actor: "PACS".into(),
+            action: "receive".into(),
+            object: "1.2.3".into(),
+            peer: "10.0.0.5:104".into(),
+            outcome: "ok".into(),
+            detail: String::new(),
+        };
+        store.append_audit(&record).await.unwrap();
+        for sql in [
+            "UPDATE audit_log SET actor = 'someone else'",
+            "DELETE FROM audit_log",
+        ] {
+            let err = sqlx::query(sql).execute(&store.writer).await.unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+        }
+        assert_eq!(store.audit_trail(0, 10).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
