@@ -358,7 +358,7 @@ impl Config {
                 ),
             ));
         }
-        if l.tls_enabled() != !l.tls_key.as_os_str().is_empty() {
+        if l.tls_enabled() == l.tls_key.as_os_str().is_empty() {
             return Err(invalid(
                 "listener.tls_cert/listener.tls_key",
                 "one of them",

@@ -23,6 +23,7 @@ pub mod scu;
 pub mod seg;
 pub mod series;
 pub mod sop;
+pub mod tls;
 pub mod uid;
 #[cfg(feature = "pixeldata")]
 pub mod volume;

@@ -17,6 +17,8 @@ pub struct SendOptions {
     pub calling_ae_title: String,
     pub max_pdu_length: u32,
     pub timeout: Duration,
+    /// DICOM TLS (see [`crate::tls::client_config`]); `None`: plain TCP.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for SendOptions {
@@ -25,6 +27,7 @@ impl Default for SendOptions {
             calling_ae_title: "LIVERSEG".into(),
             max_pdu_length: 65536,
             timeout: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -128,18 +131,41 @@ pub fn collect_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// C-ECHO to `target`.
 pub async fn echo(target: &Target, opts: &SendOptions) -> Result<(), ScuError> {
     let name = target.to_string();
-    let mut assoc = ClientAssociationOptions::new()
+    let options = ClientAssociationOptions::new()
         .calling_ae_title(opts.calling_ae_title.clone())
         .called_ae_title(target.ae_title.clone())
         .with_abstract_syntax(crate::sop::VERIFICATION)
         .read_timeout(opts.timeout)
-        .connection_timeout(opts.timeout)
-        .establish_async((target.host.as_str(), target.port))
-        .await
-        .map_err(|source| ScuError::Associate {
-            target: name.clone(),
-            source,
-        })?;
+        .connection_timeout(opts.timeout);
+    let associate = |source| ScuError::Associate {
+        target: name.clone(),
+        source,
+    };
+    let addr = (target.host.as_str(), target.port);
+    match &opts.tls {
+        Some(tls) => {
+            let assoc = options
+                .tls_config(tls.clone())
+                .server_name(&target.host)
+                .establish_tls_async(addr)
+                .await
+                .map_err(associate)?;
+            echo_on(assoc, name).await
+        }
+        None => {
+            let assoc = options.establish_async(addr).await.map_err(associate)?;
+            echo_on(assoc, name).await
+        }
+    }
+}
+
+async fn echo_on<S>(
+    mut assoc: dicom_ul::association::AsyncClientAssociation<S>,
+    name: String,
+) -> Result<(), ScuError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
     let pc = assoc.presentation_contexts()[0].id;
     send_command(&mut assoc, pc, dimse::echo_request(1)?, &name).await?;
     let (status, _) = receive_status(&mut assoc, &name).await?;
@@ -204,13 +230,38 @@ pub async fn send_files(
     for (class, ts) in &pairs {
         options = options.with_presentation_context(class.clone(), vec![ts.clone()]);
     }
-    let mut assoc = options
-        .establish_async((target.host.as_str(), target.port))
-        .await
-        .map_err(|source| ScuError::Associate {
-            target: name.clone(),
-            source,
-        })?;
+    let associate = |source| ScuError::Associate {
+        target: name.clone(),
+        source,
+    };
+    let addr = (target.host.as_str(), target.port);
+    match &opts.tls {
+        Some(tls) => {
+            let assoc = options
+                .tls_config(tls.clone())
+                .server_name(&target.host)
+                .establish_tls_async(addr)
+                .await
+                .map_err(associate)?;
+            transfer(assoc, outgoing, report, name).await
+        }
+        None => {
+            let assoc = options.establish_async(addr).await.map_err(associate)?;
+            transfer(assoc, outgoing, report, name).await
+        }
+    }
+}
+
+/// Sends every file on an established association, then releases it.
+async fn transfer<S>(
+    mut assoc: dicom_ul::association::AsyncClientAssociation<S>,
+    outgoing: Vec<Outgoing>,
+    mut report: SendReport,
+    name: String,
+) -> Result<SendReport, ScuError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
     let accepted: Vec<(u8, String, String)> = assoc
         .presentation_contexts()
         .iter()

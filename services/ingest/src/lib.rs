@@ -13,6 +13,7 @@
 pub mod completion;
 pub mod correction;
 pub mod receive;
+pub mod space;
 
 use liverseg_queue::JobQueue;
 use liverseg_store::{MetadataStore, blob::FsBlobStore};

@@ -84,6 +84,8 @@ pub struct Incoming {
     hasher: Sha256,
     /// Data set bytes received so far, kept or not.
     bytes: u64,
+    /// listener.max_instance_bytes.
+    max_bytes: u64,
     /// Set as soon as the instance is bound to fail; the rest of the data
     /// set is then read and dropped.
     failure: Option<(u16, String)>,
@@ -93,6 +95,18 @@ impl Incoming {
     pub async fn write(&mut self, data: &[u8]) {
         self.bytes += data.len() as u64;
         if self.failure.is_some() {
+            return;
+        }
+        if self.bytes > self.max_bytes {
+            // Keep reading (and dropping) the rest; the partial file goes.
+            self.failure = Some((
+                status::OUT_OF_RESOURCES,
+                format!(
+                    "instance larger than listener.max_instance_bytes ({})",
+                    self.max_bytes
+                ),
+            ));
+            self.file = None;
             return;
         }
         self.hasher.update(data);
@@ -140,6 +154,7 @@ impl Ingest {
             tmp_path: None,
             hasher: Sha256::new(),
             bytes: 0,
+            max_bytes: self.config.listener.max_instance_bytes,
             failure: refusal.map(|r| (status::SOP_CLASS_NOT_SUPPORTED, r)),
             command: cmd,
         };
@@ -307,6 +322,23 @@ impl Ingest {
         tmp_path: PathBuf,
         origin: &crate::correction::Origin,
     ) -> (Option<Identity>, Outcome) {
+        // Limits first, before anything is read into memory.
+        let max = self.config.listener.max_instance_bytes;
+        if tokio::fs::metadata(&tmp_path)
+            .await
+            .is_ok_and(|m| m.len() > max)
+        {
+            return (
+                None,
+                refused(
+                    status::OUT_OF_RESOURCES,
+                    format!("instance larger than listener.max_instance_bytes ({max})"),
+                ),
+            );
+        }
+        if let Err(low) = crate::space::check(&self.config).await {
+            return (None, refused(status::OUT_OF_RESOURCES, low.to_string()));
+        }
         let path = tmp_path.clone();
         let checked = tokio::task::spawn_blocking(move || {
             let bytes = std::fs::read(&path).map_err(|e| io_failure(&e))?;
@@ -321,6 +353,7 @@ impl Ingest {
             Ok(Err((code, reason))) => return (None, refused(code, reason)),
             Err(e) => return (None, refused(status::OUT_OF_RESOURCES, e.to_string())),
         };
+
         let identity = parsed.identity.clone();
         if !sop::is_storage_class(&identity.sop_class_uid) {
             return (
@@ -411,6 +444,20 @@ impl Ingest {
             .map_err(|e| store_failure(&e))?;
         match existing {
             None => {
+                let limit = self.config.listener.max_series_instances;
+                let held = store
+                    .get_series(&series_uid)
+                    .await
+                    .map_err(|e| store_failure(&e))?
+                    .map_or(0, |s| s.instance_count);
+                if held as u64 >= limit {
+                    return Err(refused(
+                        status::OUT_OF_RESOURCES,
+                        format!(
+                            "the series already holds listener.max_series_instances ({limit}) instances"
+                        ),
+                    ));
+                }
                 self.commit(tmp_path, &record.blob_key).await?;
                 store
                     .put_instance(&record)

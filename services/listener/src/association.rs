@@ -23,18 +23,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
-type Assoc = AsyncServerAssociation<TcpStream>;
-
 /// Shared by every association of one listener.
 pub struct Context {
     options: ServerAssociationOptions<'static, AllowList, DefaultNegotiation>,
+    /// DICOM TLS is on: every association starts with a TLS handshake.
+    tls: bool,
     ingest: Ingest,
     tracker: Tracker,
     complete_on_release: bool,
 }
 
 impl Context {
-    pub fn new(config: Arc<Config>, deps: Deps, tracker: Tracker) -> Self {
+    /// `tls`: the listener's TLS configuration, when DICOM TLS is on.
+    pub fn new(
+        config: Arc<Config>,
+        deps: Deps,
+        tracker: Tracker,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
         let l = &config.listener;
         let timeout = Duration::from_secs(l.timeout_seconds);
         let mut options = ServerAssociationOptions::new()
@@ -52,27 +58,39 @@ impl Context {
         for ts in sop::decodable_transfer_syntaxes() {
             options = options.with_transfer_syntax(ts);
         }
+        let with_tls = tls.is_some();
+        if let Some(tls) = tls {
+            options = options.tls_config(tls);
+        }
         Context {
             options,
+            tls: with_tls,
             ingest: Ingest::new(config.clone(), deps),
             tracker,
             complete_on_release: l.complete_on_release,
         }
     }
 
-    /// Negotiates and serves one association.
+    /// Negotiates (after the TLS handshake, when on) and serves one
+    /// association.
     pub async fn serve(&self, socket: TcpStream) {
-        let mut assoc = match self.options.establish_async(socket).await {
-            Ok(a) => a,
-            Err(e) => {
-                // Rejections (unknown AE, bad PDUs) were already answered
-                // on the wire by dicom-ul; here we only record them.
-                metrics::association("rejected");
-                tracing::Span::current().record("outcome", "rejected");
-                info!(error = %e, "association not established");
-                return;
+        if self.tls {
+            match self.options.establish_tls_async(socket).await {
+                Ok(assoc) => self.serve_established(assoc).await,
+                Err(e) => not_established(e),
             }
-        };
+        } else {
+            match self.options.establish_async(socket).await {
+                Ok(assoc) => self.serve_established(assoc).await,
+                Err(e) => not_established(e),
+            }
+        }
+    }
+
+    async fn serve_established<S>(&self, mut assoc: AsyncServerAssociation<S>)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
         let calling_ae = assoc.peer_ae_title().trim().to_string();
         let contexts: HashMap<u8, (String, String)> = assoc
             .presentation_contexts()
@@ -130,6 +148,14 @@ impl Context {
     }
 }
 
+/// Rejections (unknown AE, bad PDUs, a failed TLS handshake) were already
+/// answered on the wire by dicom-ul; here they are only recorded.
+fn not_established(e: dicom_ul::association::Error) {
+    metrics::association("rejected");
+    tracing::Span::current().record("outcome", "rejected");
+    info!(error = %e, "association not established");
+}
+
 enum End {
     Released,
     PeerAborted,
@@ -151,7 +177,10 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    async fn run(&mut self, assoc: &mut Assoc) -> End {
+    async fn run<S>(&mut self, assoc: &mut AsyncServerAssociation<S>) -> End
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
         loop {
             let pdu = match assoc.receive().await {
                 Ok(pdu) => pdu,
@@ -178,7 +207,14 @@ impl Session<'_> {
         }
     }
 
-    async fn on_pdv(&mut self, assoc: &mut Assoc, pdv: PDataValue) -> Result<(), String> {
+    async fn on_pdv<S>(
+        &mut self,
+        assoc: &mut AsyncServerAssociation<S>,
+        pdv: PDataValue,
+    ) -> Result<(), String>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
         let Some((abstract_syntax, ts)) = self.contexts.get(&pdv.presentation_context_id).cloned()
         else {
             return Err(format!(
@@ -258,14 +294,17 @@ impl Session<'_> {
         Ok(())
     }
 
-    async fn on_command(
+    async fn on_command<S>(
         &mut self,
-        assoc: &mut Assoc,
+        assoc: &mut AsyncServerAssociation<S>,
         pc: u8,
         abstract_syntax: &str,
         ts: &str,
         cmd: Command,
-    ) -> Result<(), String> {
+    ) -> Result<(), String>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
         match cmd.command_field {
             dimse::C_ECHO_RQ => {
                 debug!("C-ECHO");
@@ -293,7 +332,14 @@ impl Session<'_> {
     }
 }
 
-async fn send_command(assoc: &mut Assoc, pc: u8, data: Vec<u8>) -> Result<(), String> {
+async fn send_command<S>(
+    assoc: &mut AsyncServerAssociation<S>,
+    pc: u8,
+    data: Vec<u8>,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
     assoc
         .send(&dimse::command_pdu(pc, data))
         .await
@@ -313,10 +359,16 @@ fn pdu_name(pdu: &Pdu) -> &'static str {
     }
 }
 
-/// Answers an association request while every slot is taken: A-ASSOCIATE-RJ,
-/// result transient, source service-provider (presentation), reason
-/// local-limit-exceeded (PS3.8 9.3.4), so the caller retries later.
-pub async fn reject_busy(mut socket: TcpStream) {
+/// Answers an association request we cannot take now (every slot taken,
+/// or the disk below its watermark): A-ASSOCIATE-RJ, result transient,
+/// source service-provider (presentation), reason local-limit-exceeded
+/// (PS3.8 9.3.4), so the caller retries later. With DICOM TLS on, the
+/// request arrives encrypted and the connection is only closed.
+pub async fn reject_transient(mut socket: TcpStream, tls: bool) {
+    if tls {
+        let _ = socket.shutdown().await;
+        return;
+    }
     let read_request = async {
         let mut header = [0u8; 6];
         socket.read_exact(&mut header).await?;
@@ -333,7 +385,6 @@ pub async fn reject_busy(mut socket: TcpStream) {
         return;
     }
     const A_ASSOCIATE_RJ_BUSY: [u8; 10] = [0x03, 0x00, 0, 0, 0, 4, 0x00, 0x02, 0x03, 0x02];
-    warn!("association rejected: concurrent association limit reached");
     let _ = socket.write_all(&A_ASSOCIATE_RJ_BUSY).await;
     let _ = socket.shutdown().await;
 }

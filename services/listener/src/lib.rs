@@ -28,6 +28,8 @@ pub enum ListenerError {
     },
     #[error("recovering unfinished series and jobs at start-up: {0}")]
     Recover(String),
+    #[error("DICOM TLS: {0}")]
+    Tls(#[source] liverseg_dicom::tls::TlsError),
 }
 
 /// Serves DICOM on `listener` until `shutdown` is cancelled; associations in
@@ -49,9 +51,31 @@ pub async fn run(
         .map_err(|e| ListenerError::Recover(e.to_string()))?;
     let ticker = tokio::spawn(tracker.clone().run(shutdown.clone()));
 
-    let ctx = Arc::new(association::Context::new(config.clone(), deps, tracker));
+    let l = &config.listener;
+    let tls = if l.tls_enabled() {
+        let client_ca =
+            (!l.tls_client_ca.as_os_str().is_empty()).then_some(l.tls_client_ca.as_path());
+        Some(
+            liverseg_dicom::tls::server_config(&l.tls_cert, &l.tls_key, client_ca)
+                .map_err(ListenerError::Tls)?,
+        )
+    } else {
+        None
+    };
+    let ctx = Arc::new(association::Context::new(
+        config.clone(),
+        deps,
+        tracker,
+        tls.clone(),
+    ));
     let slots = Arc::new(Semaphore::new(config.listener.max_associations as usize));
-    info!(%addr, ae_title = %config.listener.ae_title, "DICOM listener ready");
+    info!(
+        %addr,
+        ae_title = %config.listener.ae_title,
+        tls = tls.is_some(),
+        client_certificates = !config.listener.tls_client_ca.as_os_str().is_empty(),
+        "DICOM listener ready"
+    );
     let mut sessions = tokio::task::JoinSet::new();
     loop {
         let (socket, peer) = tokio::select! {
@@ -69,6 +93,8 @@ pub async fn run(
         };
         let _ = socket.set_nodelay(true);
         let ctx = ctx.clone();
+        let config = config.clone();
+        let tls_on = tls.is_some();
         let permit = slots.clone().try_acquire_owned();
         // Each association starts a trace; the series it brings continue it
         // through completion, the queue, the worker and delivery.
@@ -82,6 +108,13 @@ pub async fn run(
         );
         sessions.spawn(
             async move {
+                if let Err(low) = liverseg_ingest::space::check(&config).await {
+                    liverseg_telemetry::metrics::association("low_disk");
+                    tracing::Span::current().record("outcome", "low disk");
+                    warn!(%low, "association rejected");
+                    association::reject_transient(socket, tls_on).await;
+                    return;
+                }
                 match permit {
                     Ok(permit) => {
                         ctx.serve(socket).await;
@@ -90,7 +123,8 @@ pub async fn run(
                     Err(_) => {
                         liverseg_telemetry::metrics::association("busy");
                         tracing::Span::current().record("outcome", "busy");
-                        association::reject_busy(socket).await
+                        warn!("association rejected: concurrent association limit reached");
+                        association::reject_transient(socket, tls_on).await
                     }
                 }
             }

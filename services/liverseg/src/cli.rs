@@ -26,7 +26,7 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', default_value = "listener,worker,gateway")]
         roles: Vec<Role>,
     },
-    /// Send DICOM files (C-STORE) to a remote AE.
+    /// Send DICOM files (C-STORE) to a remote AE (over TLS with delivery.tls).
     Send {
         /// Files or folders (searched recursively).
         #[arg(required = true)]

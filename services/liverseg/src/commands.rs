@@ -18,6 +18,7 @@ pub async fn run(command: Command, config: Arc<Config>) -> anyhow::Result<ExitCo
         Command::Echo { target } => {
             let opts = scu::SendOptions {
                 calling_ae_title: config.listener.ae_title.clone(),
+                tls: liverseg_dicom::tls::delivery_client(&config.delivery)?,
                 ..Default::default()
             };
             scu::echo(&target, &opts).await?;
@@ -150,6 +151,8 @@ async fn send(
     let opts = scu::SendOptions {
         calling_ae_title: calling_ae.unwrap_or_else(|| config.listener.ae_title.clone()),
         max_pdu_length: config.listener.max_pdu_length,
+        // The same TLS settings as delivery (delivery.tls, tls_ca, ...).
+        tls: liverseg_dicom::tls::delivery_client(&config.delivery)?,
         ..Default::default()
     };
     let started = std::time::Instant::now();

@@ -46,6 +46,8 @@ pub async fn serve(config: Arc<Config>, mut roles: Vec<Role>) -> anyhow::Result<
         env!("CARGO_PKG_VERSION")
     );
 
+    warn_if_open(&config, &roles);
+
     let bind = |addr: std::net::SocketAddr, what: &'static str| async move {
         TcpListener::bind(addr)
             .await
@@ -158,5 +160,44 @@ async fn stop_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// Says loudly when a started role runs without its protection: the
+/// laptop default (loopback, no TLS, no tokens) and explicit opt-outs.
+fn warn_if_open(config: &Config, roles: &[Role]) {
+    let l = &config.listener;
+    if roles.contains(&Role::Listener) && !l.tls_enabled() {
+        if l.bind.ip().is_loopback() {
+            tracing::warn!(
+                bind = %l.bind,
+                "SECURITY: the DICOM listener accepts plain TCP without TLS (laptop mode: loopback only); set listener.tls_cert and listener.tls_key before exposing it"
+            );
+        } else {
+            tracing::warn!(
+                bind = %l.bind,
+                "SECURITY: the DICOM listener accepts plain TCP on the network because listener.require_tls = false; patient data crosses the network unencrypted"
+            );
+        }
+    }
+    let a = &config.auth;
+    if roles.contains(&Role::Gateway) && !a.enabled() {
+        if config.gateway.bind.ip().is_loopback() {
+            tracing::warn!(
+                bind = %config.gateway.bind,
+                "SECURITY: DICOMweb and gRPC answer without authentication (laptop mode: loopback only); set auth.jwks, auth.issuer and auth.audience before exposing them"
+            );
+        } else {
+            tracing::warn!(
+                bind = %config.gateway.bind,
+                "SECURITY: DICOMweb and gRPC answer anyone on the network because auth.required = false"
+            );
+        }
+    }
+    if roles.contains(&Role::Worker)
+        && !config.delivery.tls
+        && !config.delivery.destinations.is_empty()
+    {
+        tracing::warn!("SECURITY: results go to the PACS over plain DICOM (delivery.tls = false)");
     }
 }

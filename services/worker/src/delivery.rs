@@ -34,12 +34,14 @@ impl Destination<'_> {
         paths: &[PathBuf],
         calling_ae: &str,
         timeout: Duration,
+        tls: &Option<std::sync::Arc<rustls::ClientConfig>>,
     ) -> Result<(), String> {
         match self {
             Destination::CStore(node) => {
                 let opts = SendOptions {
                     calling_ae_title: calling_ae.to_string(),
                     timeout,
+                    tls: tls.clone(),
                     ..Default::default()
                 };
                 let report = send_files(paths, node, &opts)
@@ -82,6 +84,9 @@ pub async fn deliver(
         .map(|o| blobs.path(&o.blob_key).map_err(|e| e.to_string()))
         .collect();
     let timeout = Duration::from_secs(config.timeout_seconds);
+    // Read per delivery round, so renewed certificates are picked up; a
+    // broken TLS setting fails the C-STORE destinations like an outage.
+    let tls = liverseg_dicom::tls::delivery_client(config).map_err(|e| e.to_string());
     let destinations = (config.destinations.iter().map(Destination::CStore))
         .chain(config.stow_urls.iter().map(|u| Destination::Stow(u)));
     let mut states = Vec::new();
@@ -106,11 +111,13 @@ pub async fn deliver(
             outcome = tracing::field::Empty,
         );
         let started = Instant::now();
-        let outcome = match &paths {
-            Err(e) => Err(e.clone()),
-            Ok(paths) => {
+        let outcome = match (&paths, &tls, &destination) {
+            (Err(e), _, _) => Err(e.clone()),
+            (_, Err(e), Destination::CStore(_)) => Err(format!("DICOM TLS: {e}")),
+            (Ok(paths), tls, _) => {
+                let tls = tls.clone().unwrap_or(None);
                 destination
-                    .send(paths, calling_ae, timeout)
+                    .send(paths, calling_ae, timeout, &tls)
                     .instrument(span.clone())
                     .await
             }
