@@ -163,6 +163,33 @@ fn pacs_routes_ct_and_receives_seg_stl_and_sr() {
         kinds,
         ["glb", "seg", "sr", "stl", "stl-document", "summary"]
     );
+
+    // The audit trail: the PACS's association in, the results out.
+    let export = svc.cli(&["audit", "export"]);
+    assert!(export.status.success());
+    let trail: Vec<serde_json::Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let received: Vec<_> = trail.iter().filter(|r| r["action"] == "receive").collect();
+    assert!(
+        received.iter().any(|r| r["actor"] == "ORTHANC"
+            && r["outcome"] == "ok"
+            && r["object"] == ct.series_uid.as_str()
+            && r["detail"].as_str().unwrap().starts_with("129 instances")
+            && r["peer"].as_str().unwrap().starts_with("127.0.0.1:")),
+        "{trail:?}"
+    );
+    let sent: Vec<_> = trail.iter().filter(|r| r["action"] == "send").collect();
+    assert_eq!(sent.len(), 1, "{trail:?}");
+    assert_eq!(sent[0]["peer"], pacs.destination());
+    assert_eq!(sent[0]["object"], ct.study_uid.as_str());
+    assert_eq!(sent[0]["outcome"], "ok");
+    assert!(
+        trail
+            .windows(2)
+            .all(|w| w[0]["id"].as_i64() < w[1]["id"].as_i64())
+    );
 }
 
 /// The PACS is down when the results are ready: delivery backs off and
@@ -192,6 +219,21 @@ fn results_arrive_after_the_pacs_comes_back() {
     assert!(deliveries.iter().all(|d| d["delivered"] == true), "{shown}");
     // Segmented once: the retries only delivered.
     assert_eq!(job["attempts"], 1, "{job}");
+    // Every attempt is in the audit trail: failures, then one success per
+    // destination.
+    let export = svc.cli(&["audit", "export"]);
+    let trail: Vec<serde_json::Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["action"] == "send")
+        .collect();
+    let ok = trail.iter().filter(|r| r["outcome"] == "ok").count();
+    let failed = trail
+        .iter()
+        .filter(|r| r["outcome"].as_str().unwrap().starts_with("failed: "))
+        .count();
+    assert_eq!(ok, 2, "{trail:?}");
+    assert!(failed >= 2, "{trail:?}");
 }
 
 /// A destination that never answers: the job goes dead, is listed as such,

@@ -387,7 +387,7 @@ pub struct JobMessage {
 /// One entry of the append-only audit trail: who did what, when, from
 /// where, and how it ended. Every receive, send, view, resubmission and
 /// replay leaves one; the store refuses to change or remove them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// Position in the trail (assigned by the store; 0 before).
     #[serde(default)]

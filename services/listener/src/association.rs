@@ -12,7 +12,9 @@ use dicom_ul::Pdu;
 use dicom_ul::association::server::{DefaultNegotiation, ServerAssociationOptions};
 use dicom_ul::association::{Association, AsyncServerAssociation};
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
+use liverseg_core::AuditRecord;
 use liverseg_core::Config;
+use liverseg_core::time::now_millis;
 use liverseg_dicom::dimse::{self, Command, status};
 use liverseg_dicom::sop;
 use liverseg_telemetry::metrics;
@@ -21,13 +23,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Shared by every association of one listener.
 pub struct Context {
     options: ServerAssociationOptions<'static, AllowList, DefaultNegotiation>,
     /// DICOM TLS is on: every association starts with a TLS handshake.
     tls: bool,
+    /// For the audit trail.
+    store: Arc<dyn liverseg_store::MetadataStore>,
     ingest: Ingest,
     tracker: Tracker,
     complete_on_release: bool,
@@ -65,6 +69,7 @@ impl Context {
         Context {
             options,
             tls: with_tls,
+            store: deps.store.clone(),
             ingest: Ingest::new(config.clone(), deps),
             tracker,
             complete_on_release: l.complete_on_release,
@@ -74,20 +79,43 @@ impl Context {
     /// Negotiates (after the TLS handshake, when on) and serves one
     /// association.
     pub async fn serve(&self, socket: TcpStream) {
-        if self.tls {
+        let peer = socket
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let refused = if self.tls {
             match self.options.establish_tls_async(socket).await {
-                Ok(assoc) => self.serve_established(assoc).await,
-                Err(e) => not_established(e),
+                Ok(assoc) => return self.serve_established(assoc, &peer).await,
+                Err(e) => e,
             }
         } else {
             match self.options.establish_async(socket).await {
-                Ok(assoc) => self.serve_established(assoc).await,
-                Err(e) => not_established(e),
+                Ok(assoc) => return self.serve_established(assoc, &peer).await,
+                Err(e) => e,
             }
+        };
+        let reason = refused.to_string();
+        not_established(refused);
+        self.audit(AuditRecord {
+            actor: "unknown".into(),
+            action: "associate".into(),
+            peer,
+            outcome: format!("refused: {reason}"),
+            ..AuditRecord::default()
+        })
+        .await;
+    }
+
+    /// Appends to the audit trail; a store that cannot take it is logged
+    /// (the instances themselves could not have been stored either).
+    async fn audit(&self, mut record: AuditRecord) {
+        record.at = now_millis();
+        if let Err(e) = self.store.append_audit(&record).await {
+            error!(error = %e, action = %record.action, "the audit trail could not be written");
         }
     }
 
-    async fn serve_established<S>(&self, mut assoc: AsyncServerAssociation<S>)
+    async fn serve_established<S>(&self, mut assoc: AsyncServerAssociation<S>, peer: &str)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
     {
@@ -115,6 +143,7 @@ impl Context {
             command: Vec::new(),
             incoming: None,
             touched: BTreeSet::new(),
+            refused: 0,
             stored: 0,
         };
         let end = session.run(&mut assoc).await;
@@ -130,6 +159,30 @@ impl Context {
                 End::Broken(_) => "aborted",
             },
         );
+        self.audit(AuditRecord {
+            actor: session.calling_ae.clone(),
+            action: "receive".into(),
+            object: session
+                .touched
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(","),
+            peer: peer.to_string(),
+            outcome: match &end {
+                End::Released => "ok".to_string(),
+                End::PeerAborted => "aborted by the peer".to_string(),
+                End::Broken(reason) => format!("aborted: {reason}"),
+            },
+            detail: format!(
+                "{} instances stored in {} series, {} refused",
+                session.stored,
+                session.touched.len(),
+                session.refused
+            ),
+            ..AuditRecord::default()
+        })
+        .await;
         match end {
             End::Released => {
                 info!(stored = session.stored, "association released");
@@ -173,6 +226,8 @@ struct Session<'a> {
     incoming: Option<Incoming>,
     /// Series that received instances on this association.
     touched: BTreeSet<String>,
+    /// Instances answered with a failure status.
+    refused: usize,
     stored: usize,
 }
 
@@ -278,6 +333,7 @@ impl Session<'_> {
                         self.stored += 1;
                     }
                     if code != status::SUCCESS {
+                        self.refused += 1;
                         warn!(
                             status = format!("{code:#06x}"),
                             reason = comment.as_deref().unwrap_or(""),

@@ -125,6 +125,18 @@ async fn jobs(config: &Config, command: JobsCommand) -> anyhow::Result<ExitCode>
                     anyhow::bail!("job {id} is {s}; only dead or failed jobs are replayed")
                 }
             }
+            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            store
+                .append_audit(&liverseg_core::AuditRecord {
+                    at: liverseg_core::time::now_millis(),
+                    actor: format!("cli:{user}"),
+                    action: "replay".into(),
+                    object: id.to_string(),
+                    peer: "local command line".into(),
+                    outcome: "ok".into(),
+                    ..Default::default()
+                })
+                .await?;
             println!("job {id} queued again");
             Ok(ExitCode::SUCCESS)
         }

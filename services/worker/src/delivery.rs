@@ -72,6 +72,7 @@ pub async fn deliver(
     store: &dyn MetadataStore,
     blobs: &FsBlobStore,
     job: JobId,
+    study_uid: &str,
     results: &[ResultObject],
 ) -> Result<Vec<DeliveryRecord>, StoreError> {
     let objects: Vec<&ResultObject> = results.iter().filter(|r| r.is_dicom()).collect();
@@ -136,6 +137,21 @@ pub async fn deliver(
             Ok(()) => info!(seconds, "delivered"),
             Err(e) => warn!(error = %e, seconds, "delivery failed"),
         });
+        store
+            .append_audit(&liverseg_core::AuditRecord {
+                at: liverseg_core::time::now_millis(),
+                actor: calling_ae.to_string(),
+                action: "send".into(),
+                object: study_uid.to_string(),
+                peer: name.clone(),
+                outcome: match &outcome {
+                    Ok(()) => "ok".into(),
+                    Err(e) => format!("failed: {e}"),
+                },
+                detail: format!("job {job}: {} objects by {protocol}", objects.len()),
+                ..Default::default()
+            })
+            .await?;
         let record = store
             .record_delivery(job, &name, outcome.err().as_deref())
             .await?;

@@ -313,6 +313,7 @@ impl Consumer {
             store.as_ref(),
             &self.deps.blobs,
             job.id,
+            &job.study_uid,
             &results,
         )
         .instrument(delivering)
