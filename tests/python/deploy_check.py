@@ -3,7 +3,11 @@
     python deploy_check.py [--repo DIR] [--liverseg BIN] [--kube-version 1.30]
 
 * helm/liverseg, with Helm's own library (helm-python-sdk, Helm v4): lint;
-  values.schema.json refuses bad values; the templates' `fail` checks; three
+  values.schema.json refuses bad values; the templates' `fail` checks (among
+  them: no JWKS while auth.required, no DICOM TLS Secret while
+  listener.tls.required, delivery TLS without a CA); the listener's TLS
+  Secret and the delivery CA mounted read-only and named by the pods'
+  LIVERSEG__ variables; the explicit opt-outs rendered and accepted; three
   value sets (defaults, values-production.yaml, KEDA on) rendered, every
   manifest validated against the Kubernetes OpenAPI schemas of
   --kube-version (kubernetes-validate, strict: unknown fields are errors);
@@ -181,6 +185,18 @@ CUSTOM_SCHEMAS = {
     ("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT_SCHEMA,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR_SCHEMA,
 }
+
+# What an install must name besides the calling AEs: the identity provider
+# (bearer tokens on the gateway) and the DICOM TLS certificate.
+AUTH = {
+    "jwks": "https://idp.example/realms/radiology/protocol/openid-connect/certs",
+    "issuer": "https://idp.example/realms/radiology",
+    "audience": "liverseg",
+}
+LISTENER_TLS_DIR = "/etc/liverseg-tls/listener"
+LISTENER_CA_DIR = "/etc/liverseg-tls/listener-client-ca"
+DELIVERY_CA_DIR = "/etc/liverseg-tls/delivery-ca"
+DELIVERY_CLIENT_DIR = "/etc/liverseg-tls/delivery-client"
 
 # Backend URLs standing in for an existingSecret the chart does not render.
 PLACEHOLDER_SECRET = {
@@ -449,6 +465,7 @@ def check_pods(c: Checks, label: str, docs: list[tuple[str, dict]], values: dict
             c.ok("LIVERSEG__TELEMETRY__OTLP_ENDPOINT" not in env, f"{w}: no telemetry variables while it is off")
         res = ctr.get("resources", {})
         c.ok(res.get("requests") and res.get("limits"), f"{w}: resource requests and limits")
+        check_tls_mounts(c, w, role, pod, ctr, values)
     worker = deployments.get(f"{FULLNAME}-worker")
     if worker:
         res = container(worker)["resources"]
@@ -471,6 +488,61 @@ def check_pods(c: Checks, label: str, docs: list[tuple[str, dict]], values: dict
              f"[{label}] the listener Service answers on DICOM port 11112")
         c.ok(listener_svc["spec"]["type"] == values["listener"]["service"]["type"],
              f"[{label}] listener Service type {values['listener']['service']['type']}")
+
+
+def secret_volume(pod: dict, ctr: dict, path: str) -> tuple[dict, dict]:
+    """The volume mounted at `path` and its mount."""
+    mount = next((m for m in ctr.get("volumeMounts", []) if m["mountPath"] == path), {})
+    vol = next((v for v in pod.get("volumes", []) if v["name"] == mount.get("name")), {})
+    return vol, mount
+
+
+def check_tls_mounts(c: Checks, w: str, role: str, pod: dict, ctr: dict, values: dict) -> None:
+    """DICOM TLS: the listener's certificate Secret (and client CA) on listener
+    pods, the delivery CA (and client certificate) on worker pods, each mounted
+    read-only with 0440 and named by the pod's LIVERSEG__ variables; nothing
+    of it on other pods."""
+    env = env_map(ctr)
+    lt = values["listener"]["tls"]
+    dt = values["config"]["delivery"]["tls"]
+    listener_tls = role == "listener" and bool(lt["secretName"])
+    if listener_tls:
+        vol, mount = secret_volume(pod, ctr, LISTENER_TLS_DIR)
+        c.ok(vol.get("secret", {}).get("secretName") == lt["secretName"] and mount.get("readOnly") is True
+             and vol["secret"].get("defaultMode") == 0o440,
+             f"{w}: Secret {lt['secretName']} mounted read-only (0440) at {LISTENER_TLS_DIR}")
+        c.ok(env.get("LIVERSEG__LISTENER__TLS_CERT") == f"{LISTENER_TLS_DIR}/tls.crt"
+             and env.get("LIVERSEG__LISTENER__TLS_KEY") == f"{LISTENER_TLS_DIR}/tls.key",
+             f"{w}: LIVERSEG__LISTENER__TLS_CERT/TLS_KEY are the mounted tls.crt/tls.key")
+        if lt["clientCaSecret"]:
+            vol, mount = secret_volume(pod, ctr, LISTENER_CA_DIR)
+            c.ok(vol.get("secret", {}).get("secretName") == lt["clientCaSecret"] and mount.get("readOnly") is True,
+                 f"{w}: client CA Secret {lt['clientCaSecret']} mounted read-only at {LISTENER_CA_DIR}")
+            c.ok(env.get("LIVERSEG__LISTENER__TLS_CLIENT_CA") == f"{LISTENER_CA_DIR}/ca.crt",
+                 f"{w}: LIVERSEG__LISTENER__TLS_CLIENT_CA is the mounted ca.crt")
+    else:
+        c.ok(not any(k.startswith("LIVERSEG__LISTENER__TLS") for k in env)
+             and not secret_volume(pod, ctr, LISTENER_TLS_DIR)[0],
+             f"{w}: no listener certificate on this pod")
+    delivery_tls = role == "worker" and dt["enabled"]
+    if delivery_tls:
+        vol, mount = secret_volume(pod, ctr, DELIVERY_CA_DIR)
+        source = (vol.get("secret", {}).get("secretName") if dt["caSecret"] else vol.get("configMap", {}).get("name"))
+        c.ok(source == (dt["caSecret"] or dt["caConfigMap"]) and mount.get("readOnly") is True,
+             f"{w}: delivery CA {dt['caSecret'] or dt['caConfigMap']} mounted read-only at {DELIVERY_CA_DIR}")
+        c.ok(env.get("LIVERSEG__DELIVERY__TLS") == "true"
+             and env.get("LIVERSEG__DELIVERY__TLS_CA") == f"{DELIVERY_CA_DIR}/{dt['caKey']}",
+             f"{w}: LIVERSEG__DELIVERY__TLS on, TLS_CA the mounted {dt['caKey']}")
+        if dt["clientSecret"]:
+            vol, mount = secret_volume(pod, ctr, DELIVERY_CLIENT_DIR)
+            c.ok(vol.get("secret", {}).get("secretName") == dt["clientSecret"] and mount.get("readOnly") is True
+                 and env.get("LIVERSEG__DELIVERY__TLS_CERT") == f"{DELIVERY_CLIENT_DIR}/tls.crt"
+                 and env.get("LIVERSEG__DELIVERY__TLS_KEY") == f"{DELIVERY_CLIENT_DIR}/tls.key",
+                 f"{w}: delivery client certificate {dt['clientSecret']} mounted and named")
+    else:
+        c.ok(not any(k.startswith("LIVERSEG__DELIVERY__TLS") for k in env)
+             and not secret_volume(pod, ctr, DELIVERY_CA_DIR)[0],
+             f"{w}: no delivery TLS on this pod")
 
 
 def check_autoscaling(c: Checks, label: str, docs: list[tuple[str, dict]], values: dict) -> None:
@@ -544,9 +616,15 @@ def check_production(c: Checks, docs: list[tuple[str, dict]], values: dict) -> N
         spec = common["spec"]
         c.ok(spec["policyTypes"] == ["Ingress", "Egress"], f"[{label}] egress restricted")
         egress_ports = sorted({p["port"] for r in spec["egress"] for p in r["ports"]})
-        c.ok(egress_ports == [53, 104, 4317, 5432, 6379, 8080],
-             f"[{label}] egress only to DNS, PACS, STOW, OTLP, PostgreSQL, Redis (ports {egress_ports})")
+        c.ok(egress_ports == [53, 443, 2762, 4317, 5432, 6379, 8080],
+             f"[{label}] egress only to DNS, the identity provider, PACS (DICOM TLS), STOW, OTLP, PostgreSQL, Redis (ports {egress_ports})")
+        oidc = [r for r in spec["egress"] if r["ports"][0]["port"] == 443]
+        c.ok(oidc and oidc[0].get("to") == [{"ipBlock": {"cidr": "10.40.60.10/32"}}],
+             f"[{label}] egress to the identity provider's JWKS only at its address")
         c.ok(spec["ingress"][0]["ports"][0]["port"] == "admin", f"[{label}] metrics port open to monitoring")
+    c.ok(values["listener"]["tls"]["secretName"] and values["listener"]["tls"]["clientCaSecret"]
+         and values["config"]["delivery"]["tls"]["enabled"] and values["auth"]["jwks"].startswith("https://"),
+         f"[{label}] DICOM TLS with client certificates, delivery over TLS, OIDC over https")
     sm = by_kind(docs, "ServiceMonitor")
     msvc = named(docs, "Service", f"{FULLNAME}-metrics")
     if c.ok(sm and msvc, f"[{label}] ServiceMonitor and its metrics Service"):
@@ -607,6 +685,27 @@ def check_pod_configs(c: Checks, label: str, docs: list[tuple[str, dict]], value
             ("worker", "concurrency"): values["worker"]["concurrency"],
             ("gateway", "max_upload_bytes"): values["gateway"]["maxUploadBytes"],
         }
+        a, lt, dt = values["auth"], values["listener"]["tls"], values["config"]["delivery"]["tls"]
+        expect.update({
+            ("auth", "jwks"): a["jwks"],
+            ("auth", "issuer"): a["issuer"],
+            ("auth", "audience"): a["audience"],
+            ("auth", "required"): a["required"],
+            ("auth", "roles_claim"): a["rolesClaim"],
+            ("auth", "viewer_role"): a["viewerRole"],
+            ("auth", "editor_role"): a["editorRole"],
+            ("auth", "admin_role"): a["adminRole"],
+            ("auth", "leeway_seconds"): a["leewaySeconds"],
+            ("listener", "require_tls"): lt["required"],
+        })
+        if role == "listener":
+            expect[("listener", "tls_cert")] = f"{LISTENER_TLS_DIR}/tls.crt" if lt["secretName"] else ""
+            expect[("listener", "tls_key")] = f"{LISTENER_TLS_DIR}/tls.key" if lt["secretName"] else ""
+            expect[("listener", "tls_client_ca")] = f"{LISTENER_CA_DIR}/ca.crt" if lt["clientCaSecret"] else ""
+        if role == "worker":
+            expect[("delivery", "tls")] = dt["enabled"]
+            expect[("delivery", "tls_ca")] = f"{DELIVERY_CA_DIR}/{dt['caKey']}" if dt["enabled"] else ""
+            expect[("delivery", "tls_cert")] = f"{DELIVERY_CLIENT_DIR}/tls.crt" if dt["enabled"] and dt["clientSecret"] else ""
         if label == "production":
             expect[("gateway", "public_url")] = values["gateway"]["publicUrl"]
         if values["telemetry"]["otlpEndpoint"]:
@@ -634,8 +733,10 @@ def check_chart(c: Checks, repo: pathlib.Path, kube: str, binary: pathlib.Path |
     print(f"helm chart {chart_dir.relative_to(repo)} (Helm {helm.helm_sdk_version()}, helm-python-sdk {helm.__version__})")
     with open(repo / "Cargo.toml", "rb") as f:
         workspace_version = tomllib.load(f)["workspace"]["package"]["version"]
-    # The one value an install must give: who may send DICOM.
-    required = {"listener": {"allowedCallingAes": ["PACS"]}}
+    # The values an install must give: who may send DICOM, the DICOM TLS
+    # certificate and the identity provider.
+    required = {"listener": {"allowedCallingAes": ["PACS"], "tls": {"secretName": "liverseg-dicom-tls"}},
+                "auth": dict(AUTH)}
     prod = yaml.safe_load((chart_dir / "values-production.yaml").read_text())
     keda = {**copy.deepcopy(required), "keda": {"enabled": True, "address": "redis-master:6379"}}
     sets = {"default": required, "production": prod, "keda": keda}
@@ -697,6 +798,13 @@ def check_chart(c: Checks, repo: pathlib.Path, kube: str, binary: pathlib.Path |
             "an https:// STOW-RS root (the client has no TLS)": {
                 **required, "config": {"delivery": {"stowUrls": ["https://vna.example/dicom-web"]}}},
             "worker.autoscaling.maxReplicas: 0": {**required, "worker": {"autoscaling": {"maxReplicas": 0}}},
+            "a relative auth.jwks path": {**required, "auth": {**AUTH, "jwks": "jwks.json"}},
+            "an unknown key in auth": {**required, "auth": {**AUTH, "clientSecret": "s3cret"}},
+            "auth.leewaySeconds: 3600": {**required, "auth": {**AUTH, "leewaySeconds": 3600}},
+            "a TLS Secret name that is not a DNS name": {
+                **required, "listener": {"allowedCallingAes": ["PACS"], "tls": {"secretName": "Dicom_TLS"}}},
+            "an unknown key in config.delivery.tls": {
+                **required, "config": {"delivery": {"tls": {"enabled": True, "caSecret": "ca", "verify": False}}}},
         }
         for what, values in refused.items():
             try:
@@ -719,6 +827,21 @@ def check_chart(c: Checks, repo: pathlib.Path, kube: str, binary: pathlib.Path |
             "KEDA without an address": ({**required, "keda": {"enabled": True}}, "keda.address is required"),
             "NetworkPolicy without DICOM sources": (
                 {**required, "networkPolicy": {"enabled": True}}, "networkPolicy.dicomFrom is empty"),
+            "no JWKS while auth.required": (
+                {"listener": required["listener"]}, "auth.jwks is empty"),
+            "a JWKS without issuer and audience": (
+                {**required, "auth": {"jwks": AUTH["jwks"]}}, "auth.issuer and auth.audience are required"),
+            "no DICOM TLS Secret while listener.tls.required": (
+                {"listener": {"allowedCallingAes": ["PACS"]}, "auth": AUTH}, "listener.tls.secretName is empty"),
+            "a client CA without a certificate": (
+                {"listener": {"allowedCallingAes": ["PACS"], "tls": {"required": False, "clientCaSecret": "ca"}},
+                 "auth": AUTH}, "listener.tls.clientCaSecret needs listener.tls.secretName"),
+            "delivery over TLS without a CA": (
+                {**required, "config": {"delivery": {"tls": {"enabled": True}}}},
+                "config.delivery.tls.enabled needs config.delivery.tls.caSecret or caConfigMap"),
+            "a delivery CA from both a Secret and a ConfigMap": (
+                {**required, "config": {"delivery": {"tls": {"enabled": True, "caSecret": "a", "caConfigMap": "b"}}}},
+                "set caSecret or caConfigMap, not both"),
         }
         for what, (values, message) in failing.items():
             try:
@@ -730,13 +853,29 @@ def check_chart(c: Checks, repo: pathlib.Path, kube: str, binary: pathlib.Path |
                 print(f"    fails: {what}: {message}")
         # The listener off: no allow-list needed (the other roles bind the
         # listener address to loopback, where liverseg allows an empty list).
-        off = {"listener": {"enabled": False}}
+        off = {"listener": {"enabled": False}, "auth": dict(AUTH)}
         rendered = render(c, chart, off)
         if rendered is not None:
             docs = parse_manifests(rendered)
             c.ok(not [d for _, d in docs if d["metadata"]["name"].endswith("-listener")],
                  "listener.enabled=false renders no listener objects and needs no allow-list")
             check_pod_configs(c, "listener-off", docs, chart.merge_values(off), known, image_env, binary)
+        # The explicit opt-outs: plain DICOM and no authentication render, and
+        # liverseg accepts them; delivery over TLS with a CA from a Secret and
+        # a client certificate mounts both on the workers.
+        print("explicit opt-outs and delivery TLS from a Secret")
+        opt_out = {"listener": {"allowedCallingAes": ["PACS"], "tls": {"required": False}},
+                   "auth": {"required": False},
+                   "config": {"delivery": {"destinations": ["PACS@pacs.example:2762"],
+                                           "tls": {"enabled": True, "caSecret": "pacs-ca", "caKey": "bundle.pem",
+                                                   "clientSecret": "liverseg-client"}}}}
+        rendered = render(c, chart, opt_out)
+        if rendered is not None:
+            docs = parse_manifests(rendered)
+            merged = chart.merge_values(opt_out)
+            validate_manifests(c, "opt-out", docs, kube)
+            check_pods(c, "opt-out", docs, merged)
+            check_pod_configs(c, "opt-out", docs, merged, known, image_env, binary)
     return summary
 
 
@@ -797,6 +936,14 @@ def check_compose(c: Checks, repo: pathlib.Path, known: dict, image_env: dict[st
          == f"postgres://{pg.get('POSTGRES_USER')}:{pg.get('POSTGRES_PASSWORD')}@postgres:5432/{pg.get('POSTGRES_DB')}",
          "metadata URL matches the postgres service's user, password and database")
     c.ok(env.get("LIVERSEG__QUEUE__URL") == "redis://redis:6379", "queue URL is the redis service")
+    # The laptop stack opts out of DICOM TLS and authentication explicitly,
+    # and says why: its ports are on loopback only and Orthanc has no TLS.
+    c.ok(env.get("LIVERSEG__LISTENER__REQUIRE_TLS") == "false" and env.get("LIVERSEG__AUTH__REQUIRED") == "false",
+         "compose: LIVERSEG__LISTENER__REQUIRE_TLS and LIVERSEG__AUTH__REQUIRED are \"false\"")
+    text = path.read_text()
+    c.ok(re.search(r"#[^\n]*127\.0\.0\.1[^\n]*\n(#[^\n]*\n)*\s*#[^\n]*no TLS", text)
+         or ("127.0.0.1" in text and "no TLS configured" in text),
+         "compose: the opt-outs are explained (loopback-only ports, Orthanc without TLS)")
     # Orthanc <-> liverseg
     ort = services.get("orthanc", {})
     mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in ort.get("volumes", []) if str(v).startswith(".")}
@@ -839,6 +986,8 @@ def check_compose(c: Checks, repo: pathlib.Path, known: dict, image_env: dict[st
             c.ok(eff["listener"]["bind"] == "0.0.0.0:11112" and eff["listener"]["allowed_calling_aes"] == ["ORTHANC"]
                  and eff["delivery"]["destinations"] == ["ORTHANC@orthanc:4242"] and eff["log"]["format"] == "json",
                  "compose: effective listener bind, allow-list, destination and log format")
+            c.ok(eff["listener"]["require_tls"] is False and eff["auth"]["required"] is False and eff["auth"]["jwks"] == "",
+                 "compose: effective listener.require_tls = false, auth.required = false, no JWKS")
     return len(services)
 
 
@@ -883,6 +1032,20 @@ def check_dockerfile(c: Checks, repo: pathlib.Path, known: dict, binary: pathlib
     c.ok(re.search(r'^ENTRYPOINT \["liverseg"\]$', text, re.M) and re.search(r'^CMD \["serve"\]$', text, re.M),
          "ENTRYPOINT liverseg, CMD serve")
     if binary is not None:
+        # Bound to every interface, the image's own ENV (with the calling-AE
+        # allow-list every deployment names) is refused until TLS and
+        # authentication are configured or explicitly opted out of.
+        env = {**env, "LIVERSEG__LISTENER__ALLOWED_CALLING_AES": "PACS"}
+        code, _, err = run_config(binary, env, None)
+        c.ok(code != 0 and "listener.tls_cert" in err and "require_tls" in err,
+             f"image ENV alone: refused without DICOM TLS ({err.strip()[:160]})")
+        code, _, err = run_config(binary, {**env, "LIVERSEG__LISTENER__REQUIRE_TLS": "false"}, None)
+        c.ok(code != 0 and "auth.jwks" in err and "auth.required" in err,
+             f"image ENV without TLS: refused without authentication ({err.strip()[:160]})")
+        code, _, err = run_config(binary, {**env, "LIVERSEG__LISTENER__TLS_CERT": "/tls/tls.crt",
+                                           "LIVERSEG__LISTENER__TLS_KEY": "/tls/tls.key", **{
+                                               f"LIVERSEG__AUTH__{k.upper()}": v for k, v in AUTH.items()}}, None)
+        c.ok(code == 0, f"image ENV with TLS files and an identity provider: accepted {err.strip()[:160]}")
         p = subprocess.run([str(binary), "health", "--help"], capture_output=True, text=True)
         c.ok(p.returncode == 0, f"the binary has the `health` subcommand the HEALTHCHECK runs {p.stderr.strip()[:200]}")
     ignore = (repo / ".dockerignore").read_text().split()

@@ -20,6 +20,10 @@ pub struct PgServer {
     pub port: u16,
     child: Child,
     psql: PathBuf,
+    /// What [`PgServer::crash_and_restart`] needs to start it again.
+    postgres: PathBuf,
+    user: Option<(u32, u32)>,
+    durable: bool,
     // Dropped after `drop` has stopped the server (fields drop after it).
     dir: tempfile::TempDir,
 }
@@ -27,7 +31,25 @@ pub struct PgServer {
 impl PgServer {
     /// Starts a server, or returns `None` (with the reason printed) when
     /// PostgreSQL is not installed. Panics when it is installed but fails.
+    ///
+    /// Tuned for throwaway data: `fsync=off`, `synchronous_commit=off`,
+    /// `full_page_writes=off`. A commit may be answered before its WAL is
+    /// written, so a crash of the server can lose the last commits: crash
+    /// tests use [`PgServer::start_durable`].
     pub fn start() -> Option<PgServer> {
+        PgServer::start_with(false)
+    }
+
+    /// As [`PgServer::start`], but a commit is answered only once its WAL
+    /// is written (`synchronous_commit=on`), so a crash of PostgreSQL
+    /// ([`PgServer::crash_and_restart`]) loses nothing that was committed.
+    /// `fsync` stays off: the WAL is in the kernel's page cache, which a
+    /// crash of the server (not of the machine) keeps.
+    pub fn start_durable() -> Option<PgServer> {
+        PgServer::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Option<PgServer> {
         let initdb = crate::program("initdb")?;
         let postgres = crate::program("postgres")?;
         let psql = crate::program("psql")?;
@@ -73,40 +95,18 @@ impl PgServer {
         let log_path = dir.path().join("postgres.log");
         for _ in 0..3 {
             let port = crate::free_port();
-            let log = File::create(&log_path).expect("create the PostgreSQL log");
-            let err_log = log.try_clone().expect("clone the log handle");
-            let mut child = as_user(Command::new(&postgres), user, dir.path())
-                .arg("-D")
-                .arg(&data)
-                .arg("-k")
-                .arg(dir.path())
-                .arg("-p")
-                .arg(port.to_string())
-                .args(["-c", "listen_addresses=127.0.0.1"])
-                .args(["-c", "fsync=off"])
-                .args(["-c", "synchronous_commit=off"])
-                .args(["-c", "full_page_writes=off"])
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(err_log)
-                .spawn()
-                .expect("start postgres");
-
-            let mut exited = false;
-            let ready = crate::wait_until(Duration::from_secs(60), || {
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    exited = true;
-                    return true;
-                }
-                TcpStream::connect(("127.0.0.1", port)).is_ok()
-                    && query(&psql, port, "postgres", "SELECT 1").as_deref() == Ok("1")
-            });
+            File::create(&log_path).expect("create the PostgreSQL log");
+            let mut child = spawn_postmaster(&postgres, user, dir.path(), port, durable);
+            let (ready, exited) = wait_ready(&mut child, &psql, port);
             if ready && !exited {
                 return Some(PgServer {
                     url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
                     port,
                     child,
                     psql,
+                    postgres,
+                    user,
+                    durable,
                     dir,
                 });
             }
@@ -154,6 +154,107 @@ impl PgServer {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// A crash and a restart: SIGQUIT to the postmaster (immediate
+    /// shutdown: every backend quits at once, nothing is flushed or
+    /// checkpointed, which is PostgreSQL's crash semantics), wait for it to
+    /// exit, then start it again on the same port and data directory (it
+    /// runs crash recovery from the WAL) and wait until `SELECT 1` answers.
+    /// Panics if it does not come back within 60 s.
+    pub fn crash_and_restart(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let gone = crate::wait_until(Duration::from_secs(30), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        if !gone {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let log_path = self.dir.path().join("postgres.log");
+        // The old socket may linger a moment: try a few times.
+        for _ in 0..5 {
+            self.child = spawn_postmaster(
+                &self.postgres,
+                self.user,
+                self.dir.path(),
+                self.port,
+                self.durable,
+            );
+            let (ready, exited) = wait_ready(&mut self.child, &self.psql, self.port);
+            if ready && !exited {
+                return;
+            }
+            stop(&mut self.child);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!(
+            "PostgreSQL did not come back on port {} after a crash:\n{}",
+            self.port,
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+    }
+
+    /// The server's log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+    }
+}
+
+/// Starts the postmaster on `port` over `dir/pg`, sockets in `dir`, its
+/// output appended to `dir/postgres.log`.
+fn spawn_postmaster(
+    postgres: &Path,
+    user: Option<(u32, u32)>,
+    dir: &Path,
+    port: u16,
+    durable: bool,
+) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("postgres.log"))
+        .expect("open the PostgreSQL log");
+    let err_log = log.try_clone().expect("clone the log handle");
+    let synchronous_commit = if durable {
+        "synchronous_commit=on"
+    } else {
+        "synchronous_commit=off"
+    };
+    as_user(Command::new(postgres), user, dir)
+        .arg("-D")
+        .arg(dir.join("pg"))
+        .arg("-k")
+        .arg(dir)
+        .arg("-p")
+        .arg(port.to_string())
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", "fsync=off"])
+        .args(["-c", synchronous_commit])
+        .args(["-c", "full_page_writes=off"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err_log)
+        .spawn()
+        .expect("start postgres")
+}
+
+/// Waits (60 s at most) until the server answers `SELECT 1` or exits:
+/// (ready, exited).
+fn wait_ready(child: &mut Child, psql: &Path, port: u16) -> (bool, bool) {
+    let mut exited = false;
+    let ready = crate::wait_until(Duration::from_secs(60), || {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            exited = true;
+            return true;
+        }
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && query(psql, port, "postgres", "SELECT 1").as_deref() == Ok("1")
+    });
+    (ready, exited)
 }
 
 impl Drop for PgServer {

@@ -154,4 +154,28 @@ Rendered from the ConfigMap, which every release has.
 {{- if gt (int .Values.worker.autoscaling.minReplicas) (int .Values.worker.autoscaling.maxReplicas) -}}
 {{- fail "worker.autoscaling.minReplicas is larger than worker.autoscaling.maxReplicas." -}}
 {{- end -}}
+{{- $a := .Values.auth -}}
+{{- if and .Values.gateway.enabled $a.required (empty $a.jwks) -}}
+{{- fail "auth.jwks is empty: in a pod the gateway serves DICOMweb, gRPC and the API on every interface, where liverseg refuses to run without authentication. Set auth.jwks (the identity provider's JWKS URL), auth.issuer and auth.audience, or auth.required=false to serve them to anyone who can reach the pod." -}}
+{{- end -}}
+{{- if and $a.jwks (or (empty $a.issuer) (empty $a.audience)) -}}
+{{- fail "auth.issuer and auth.audience are required with auth.jwks: tokens are only accepted from a named issuer for a named audience." -}}
+{{- end -}}
+{{- $t := .Values.listener.tls -}}
+{{- if and .Values.listener.enabled $t.required (empty $t.secretName) -}}
+{{- fail "listener.tls.secretName is empty: in a pod the listener binds every interface, where liverseg refuses plain DICOM. Name a kubernetes.io/tls Secret (tls.crt, tls.key) for DICOM TLS, or set listener.tls.required=false to accept unencrypted DICOM from the network." -}}
+{{- end -}}
+{{- if and $t.clientCaSecret (empty $t.secretName) -}}
+{{- fail "listener.tls.clientCaSecret needs listener.tls.secretName: client certificates are only checked over TLS." -}}
+{{- end -}}
+{{- $d := .Values.config.delivery.tls -}}
+{{- if and $d.enabled (empty $d.caSecret) (empty $d.caConfigMap) -}}
+{{- fail "config.delivery.tls.enabled needs config.delivery.tls.caSecret or caConfigMap: the CA bundle that verifies the PACS certificates." -}}
+{{- end -}}
+{{- if and $d.caSecret $d.caConfigMap -}}
+{{- fail "config.delivery.tls: set caSecret or caConfigMap, not both." -}}
+{{- end -}}
+{{- if and $d.clientSecret (not $d.enabled) -}}
+{{- fail "config.delivery.tls.clientSecret is set but config.delivery.tls.enabled is false." -}}
+{{- end -}}
 {{- end -}}

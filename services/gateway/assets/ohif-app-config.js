@@ -5,6 +5,11 @@
 //                        or an absolute URL such as "https://pacs-gw.hospital.local/dicom-web"
 //   __ROUTER_BASENAME__  the path the viewer is mounted at, no trailing slash: "/viewer"
 // Served with Content-Type "text/javascript; charset=utf-8" and Cache-Control "no-cache".
+// With authentication on (auth.jwks), OHIF needs a bearer token: put OHIF's `oidc` settings (an
+// array, or one object) in VIEWER_DIR/oidc.json and the gateway appends `window.config.oidc = ...`
+// to this file, e.g. {"authority": "https://idp.example/realms/radiology", "client_id":
+// "liverseg-viewer", "redirect_uri": "/viewer/callback", "response_type": "code", "scope":
+// "openid profile", "post_logout_redirect_uri": "/viewer/"}.
 
 // Where OHIF loads "as-is" libraries from (e.g. the microscopy viewer); its default is relative to
 // the page URL, which breaks on deep routes under a sub-path.

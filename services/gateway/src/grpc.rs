@@ -15,6 +15,7 @@
 //! does. Logs name UIDs, counts and peers only, never patient attributes.
 
 use crate::AppState;
+use crate::auth::Caller;
 use axum::http;
 use liverseg_core::{
     AlgorithmStep, Job, JobId, JobKind, JobState, ResultObject, SegOrigin, SegVersion,
@@ -39,7 +40,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status, Streaming};
 use tower::Layer;
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 use tracing::{info, warn};
 
 /// How often `WatchJob` reads the job.
@@ -99,7 +100,9 @@ where
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods(Any)
-        .allow_headers(Any)
+        // Mirrored rather than `*`: the wildcard does not cover
+        // Authorization, which a bearer token needs.
+        .allow_headers(AllowHeaders::mirror_request())
         .expose_headers(Any);
     let svc = cors.layer(tonic_web::GrpcWebLayer::new().layer(svc));
     router.route_service(&format!("/{}/{{*method}}", S::NAME), svc)
@@ -117,110 +120,29 @@ impl Liverseg for Api {
         &self,
         request: Request<Streaming<pb::SubmitSeriesRequest>>,
     ) -> Result<Response<pb::SubmitSeriesResponse>, Status> {
-        let origin = Origin {
-            via: "grpc",
-            peer: peer(&request),
-        };
-        let mut stream = request.into_inner();
-        let limit = self.state.config.gateway.max_upload_bytes;
-        let mut options: Option<pb::SubmitOptions> = None;
+        let caller = caller(&request);
         let mut upload = Upload::default();
-        let mut open: Option<OpenFile> = None;
-        let mut total: u64 = 0;
-        let mut first = true;
-        while let Some(message) = stream.message().await? {
-            let was_first = std::mem::replace(&mut first, false);
-            match message.item {
-                None => {}
-                Some(Item::Options(o)) => {
-                    if !was_first {
-                        return Err(Status::invalid_argument(
-                            "options may only be the first message of the stream",
-                        ));
-                    }
-                    options = Some(o);
-                }
-                Some(Item::File(chunk)) => {
-                    if options
-                        .as_ref()
-                        .is_some_and(|o| !o.series_instance_uid.is_empty())
-                    {
-                        return Err(Status::invalid_argument(
-                            "a submission by series_instance_uid carries no files",
-                        ));
-                    }
-                    total += chunk.data.len() as u64;
-                    if total > limit {
-                        return Err(Status::resource_exhausted(format!(
-                            "the upload exceeds gateway.max_upload_bytes ({limit} bytes)"
-                        )));
-                    }
-                    let file = match open.as_mut() {
-                        Some(f) => f,
-                        None => open.insert(OpenFile::create(&self.state).await?),
-                    };
-                    file.write(&chunk.data).await?;
-                    if chunk.end_of_file {
-                        let file = open.take().expect("a file is open");
-                        self.accept(file, &origin, &mut upload).await?;
-                    }
-                }
-            }
-        }
-        // A file still open at the end of the stream is complete.
-        if let Some(file) = open.take() {
-            self.accept(file, &origin, &mut upload).await?;
-        }
-        let options = options.unwrap_or_default();
-        let store = &self.state.deps.store;
-
-        let reference = options.series_instance_uid.trim();
-        if !reference.is_empty() {
-            let series = store
-                .get_series(reference)
-                .await
-                .map_err(|e| unavailable("reading the metadata store", e))?
-                .ok_or_else(|| Status::not_found(format!("series {reference} is not held here")))?;
-            upload.series.push((series.series_uid, series.study_uid));
-        } else if upload.files == 0 {
-            return Err(Status::invalid_argument(
-                "the stream carried no file and no series_instance_uid",
-            ));
-        }
-
-        let keep_open = options.keep_open && reference.is_empty();
-        let mut response = pb::SubmitSeriesResponse {
-            accepted: upload.accepted,
-            refused: upload.failures.len() as u32,
-            failures: std::mem::take(&mut upload.failures),
-            ..Default::default()
+        let result = self.submit(request, &caller, &mut upload).await;
+        let outcome = match &result {
+            Ok(_) if upload.refused == 0 => "ok".to_string(),
+            Ok(_) => format!("partial: {} of {} refused", upload.refused, upload.files),
+            Err(status) => status_outcome(status),
         };
-        for (series_uid, study_uid) in &upload.series {
-            let job = if keep_open {
-                None
-            } else {
-                self.state
-                    .tracker
-                    .complete(series_uid)
-                    .await
-                    .map_err(|e| unavailable("completing the series", e))?
-            };
-            let outcome = self.series_outcome(series_uid, study_uid, job).await?;
-            if !outcome.job_id.is_empty() {
-                response.job_ids.push(outcome.job_id.clone());
-            }
-            response.series.push(outcome);
-        }
-        info!(
-            peer = %origin.peer,
-            files = upload.files,
-            accepted = response.accepted,
-            refused = response.refused,
-            series = response.series.len(),
-            jobs = ?response.job_ids,
-            "gRPC submission"
+        self.state.audit.record(
+            &caller,
+            "receive",
+            &upload.studies.join(","),
+            &outcome,
+            &format!(
+                "grpc SubmitSeries: {} files ({} stored, {} refused), {} bytes{}",
+                upload.files,
+                upload.accepted,
+                upload.refused,
+                upload.bytes,
+                caller.username_detail()
+            ),
         );
-        Ok(Response::new(response))
+        result
     }
 
     async fn get_job(
@@ -312,6 +234,143 @@ impl Liverseg for Api {
         &self,
         request: Request<pb::FetchResultRequest>,
     ) -> Result<Response<Self::FetchResultStream>, Status> {
+        let caller = caller(&request);
+        let job_id = request.get_ref().job_id.trim().to_string();
+        let kind = request.get_ref().kind.clone();
+        let result = self.fetch(request).await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(status) => status_outcome(status),
+        };
+        self.state.audit.record(
+            &caller,
+            "view",
+            &job_id,
+            &outcome,
+            &format!(
+                "grpc FetchResult: the job's {kind} result{}",
+                caller.username_detail()
+            ),
+        );
+        result
+    }
+
+    async fn resubmit_segmentation(
+        &self,
+        request: Request<Streaming<pb::ResubmitRequest>>,
+    ) -> Result<Response<pb::SegVersion>, Status> {
+        let caller = caller(&request);
+        let result = self.resubmit(request).await;
+        let (object, outcome, detail) = match &result {
+            Ok(v) => {
+                let v = v.get_ref();
+                (
+                    v.sop_instance_uid.clone(),
+                    "ok".to_string(),
+                    format!(
+                        "grpc ResubmitSegmentation: version {} of series {} in study {}",
+                        v.version, v.source_series_instance_uid, v.study_instance_uid
+                    ),
+                )
+            }
+            Err(status) => (
+                String::new(),
+                status_outcome(status),
+                "grpc ResubmitSegmentation".to_string(),
+            ),
+        };
+        self.state.audit.record(
+            &caller,
+            "resubmit",
+            &object,
+            &outcome,
+            &format!("{detail}{}", caller.username_detail()),
+        );
+        result
+    }
+
+    async fn list_seg_versions(
+        &self,
+        request: Request<pb::ListSegVersionsRequest>,
+    ) -> Result<Response<pb::ListSegVersionsResponse>, Status> {
+        let series = request.get_ref().series_instance_uid.trim();
+        if series.is_empty() {
+            return Err(Status::invalid_argument("series_instance_uid is empty"));
+        }
+        let versions = self
+            .state
+            .deps
+            .store
+            .seg_versions(series)
+            .await
+            .map_err(|e| unavailable("reading the metadata store", e))?;
+        Ok(Response::new(pb::ListSegVersionsResponse {
+            versions: versions.iter().map(seg_version_pb).collect(),
+        }))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<pb::ListDeadLettersRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let limit = match request.get_ref().limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => i64::from(n).min(MAX_LIST_LIMIT),
+        };
+        let jobs = self
+            .state
+            .deps
+            .store
+            .list_jobs(Some(JobState::Dead), limit)
+            .await
+            .map_err(|e| unavailable("reading the metadata store", e))?;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: jobs.iter().map(job_pb).collect(),
+        }))
+    }
+
+    async fn replay_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let caller = caller(&request);
+        let job_id = request.get_ref().job_id.trim().to_string();
+        let result = self.replay(request).await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(status) => status_outcome(status),
+        };
+        self.state.audit.record(
+            &caller,
+            "replay",
+            &job_id,
+            &outcome,
+            &format!("grpc ReplayJob{}", caller.username_detail()),
+        );
+        result
+    }
+}
+
+/// What a `SubmitSeries` stream stored so far.
+#[derive(Default)]
+struct Upload {
+    files: u32,
+    accepted: u32,
+    refused: u32,
+    bytes: u64,
+    /// Studies of every instance read, for the audit trail.
+    studies: Vec<String>,
+    failures: Vec<pb::InstanceFailure>,
+    /// (series, study) of the stored images, in order of arrival.
+    series: Vec<(String, String)>,
+}
+
+impl Api {
+    /// FetchResult, audited by the trait method.
+    async fn fetch(
+        &self,
+        request: Request<pb::FetchResultRequest>,
+    ) -> Result<Response<BoxStream<pb::Chunk>>, Status> {
         let request = request.into_inner();
         let id = parse_job_id(&request.job_id)?;
         self.job(id).await?;
@@ -361,7 +420,8 @@ impl Liverseg for Api {
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 
-    async fn resubmit_segmentation(
+    /// ResubmitSegmentation, audited by the trait method.
+    async fn resubmit(
         &self,
         request: Request<Streaming<pb::ResubmitRequest>>,
     ) -> Result<Response<pb::SegVersion>, Status> {
@@ -398,47 +458,8 @@ impl Liverseg for Api {
         Ok(Response::new(seg_version_pb(&accepted.version)))
     }
 
-    async fn list_seg_versions(
-        &self,
-        request: Request<pb::ListSegVersionsRequest>,
-    ) -> Result<Response<pb::ListSegVersionsResponse>, Status> {
-        let series = request.get_ref().series_instance_uid.trim();
-        if series.is_empty() {
-            return Err(Status::invalid_argument("series_instance_uid is empty"));
-        }
-        let versions = self
-            .state
-            .deps
-            .store
-            .seg_versions(series)
-            .await
-            .map_err(|e| unavailable("reading the metadata store", e))?;
-        Ok(Response::new(pb::ListSegVersionsResponse {
-            versions: versions.iter().map(seg_version_pb).collect(),
-        }))
-    }
-
-    async fn list_dead_letters(
-        &self,
-        request: Request<pb::ListDeadLettersRequest>,
-    ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let limit = match request.get_ref().limit {
-            0 => DEFAULT_LIST_LIMIT,
-            n => i64::from(n).min(MAX_LIST_LIMIT),
-        };
-        let jobs = self
-            .state
-            .deps
-            .store
-            .list_jobs(Some(JobState::Dead), limit)
-            .await
-            .map_err(|e| unavailable("reading the metadata store", e))?;
-        Ok(Response::new(pb::ListJobsResponse {
-            jobs: jobs.iter().map(job_pb).collect(),
-        }))
-    }
-
-    async fn replay_job(
+    /// ReplayJob, audited by the trait method.
+    async fn replay(
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
@@ -461,19 +482,120 @@ impl Liverseg for Api {
         info!(job_id = %id, %peer, "job replayed over gRPC");
         Ok(Response::new(job_pb(&job)))
     }
-}
 
-/// What a `SubmitSeries` stream stored so far.
-#[derive(Default)]
-struct Upload {
-    files: u32,
-    accepted: u32,
-    failures: Vec<pb::InstanceFailure>,
-    /// (series, study) of the stored images, in order of arrival.
-    series: Vec<(String, String)>,
-}
+    /// SubmitSeries, filling `upload` for its audit record.
+    async fn submit(
+        &self,
+        request: Request<Streaming<pb::SubmitSeriesRequest>>,
+        caller: &Caller,
+        upload: &mut Upload,
+    ) -> Result<Response<pb::SubmitSeriesResponse>, Status> {
+        let origin = Origin {
+            via: "grpc",
+            peer: peer(&request),
+        };
+        let mut stream = request.into_inner();
+        let limit = self.state.config.gateway.max_upload_bytes;
+        let mut options: Option<pb::SubmitOptions> = None;
+        let mut open: Option<OpenFile> = None;
+        let mut total: u64 = 0;
+        let mut first = true;
+        while let Some(message) = stream.message().await? {
+            let was_first = std::mem::replace(&mut first, false);
+            match message.item {
+                None => {}
+                Some(Item::Options(o)) => {
+                    if !was_first {
+                        return Err(Status::invalid_argument(
+                            "options may only be the first message of the stream",
+                        ));
+                    }
+                    options = Some(o);
+                }
+                Some(Item::File(chunk)) => {
+                    if options
+                        .as_ref()
+                        .is_some_and(|o| !o.series_instance_uid.is_empty())
+                    {
+                        return Err(Status::invalid_argument(
+                            "a submission by series_instance_uid carries no files",
+                        ));
+                    }
+                    total += chunk.data.len() as u64;
+                    upload.bytes = total;
+                    if total > limit {
+                        return Err(Status::resource_exhausted(format!(
+                            "the upload exceeds gateway.max_upload_bytes ({limit} bytes)"
+                        )));
+                    }
+                    let file = match open.as_mut() {
+                        Some(f) => f,
+                        None => open.insert(OpenFile::create(&self.state).await?),
+                    };
+                    file.write(&chunk.data).await?;
+                    if chunk.end_of_file {
+                        let file = open.take().expect("a file is open");
+                        self.accept(file, &origin, caller, upload).await?;
+                    }
+                }
+            }
+        }
+        // A file still open at the end of the stream is complete.
+        if let Some(file) = open.take() {
+            self.accept(file, &origin, caller, upload).await?;
+        }
+        let options = options.unwrap_or_default();
+        let store = &self.state.deps.store;
 
-impl Api {
+        let reference = options.series_instance_uid.trim();
+        if !reference.is_empty() {
+            let series = store
+                .get_series(reference)
+                .await
+                .map_err(|e| unavailable("reading the metadata store", e))?
+                .ok_or_else(|| Status::not_found(format!("series {reference} is not held here")))?;
+            upload.series.push((series.series_uid, series.study_uid));
+        } else if upload.files == 0 {
+            return Err(Status::invalid_argument(
+                "the stream carried no file and no series_instance_uid",
+            ));
+        }
+
+        let keep_open = options.keep_open && reference.is_empty();
+        let mut response = pb::SubmitSeriesResponse {
+            accepted: upload.accepted,
+            refused: upload.failures.len() as u32,
+            failures: std::mem::take(&mut upload.failures),
+            ..Default::default()
+        };
+        for (series_uid, study_uid) in &upload.series {
+            let job = if keep_open {
+                None
+            } else {
+                self.state
+                    .tracker
+                    .complete(series_uid)
+                    .await
+                    .map_err(|e| unavailable("completing the series", e))?
+            };
+            let outcome = self.series_outcome(series_uid, study_uid, job).await?;
+            if !outcome.job_id.is_empty() {
+                response.job_ids.push(outcome.job_id.clone());
+            }
+            response.series.push(outcome);
+        }
+        info!(
+            peer = %origin.peer,
+            files = upload.files,
+            accepted = response.accepted,
+            refused = response.refused,
+            series = response.series.len(),
+            jobs = ?response.job_ids,
+            "gRPC submission"
+        );
+        Ok(Response::new(response))
+    }
+
     async fn job(&self, id: JobId) -> Result<Job, Status> {
         self.state
             .deps
@@ -489,12 +611,40 @@ impl Api {
         &self,
         file: OpenFile,
         origin: &Origin,
+        caller: &Caller,
         upload: &mut Upload,
     ) -> Result<(), Status> {
         let index = upload.files;
         upload.files += 1;
         let path = file.finish().await?;
         let (identity, outcome) = self.state.ingest.accept_file(path, origin).await;
+        if let Some(id) = &identity {
+            if !upload.studies.contains(&id.study_uid) {
+                upload.studies.push(id.study_uid.clone());
+            }
+            if id.sop_class_uid == liverseg_dicom::sop::SEGMENTATION_STORAGE {
+                let outcome = match &outcome {
+                    Outcome::Stored { .. } => "ok".to_string(),
+                    Outcome::Unchanged { .. } => "ok (already held)".to_string(),
+                    Outcome::Refused { reason, .. } => format!("refused: {reason}"),
+                };
+                self.state.audit.record(
+                    caller,
+                    "resubmit",
+                    &id.sop_instance_uid,
+                    &outcome,
+                    &format!(
+                        "grpc SubmitSeries: correction in study {} (SEG series {}){}",
+                        id.study_uid,
+                        id.series_uid,
+                        caller.username_detail()
+                    ),
+                );
+            }
+        }
+        if matches!(outcome, Outcome::Refused { .. }) {
+            upload.refused += 1;
+        }
         match outcome {
             Outcome::Stored { series_uid } | Outcome::Unchanged { series_uid } => {
                 upload.accepted += 1;
@@ -603,6 +753,32 @@ impl Drop for OpenFile {
             blob::discard(&path);
         }
     }
+}
+
+/// An audit outcome for a call that ended in `status`: `refused` when the
+/// request itself was not acceptable, `failed` otherwise.
+fn status_outcome(status: &Status) -> String {
+    use tonic::Code;
+    let refused = matches!(
+        status.code(),
+        Code::InvalidArgument
+            | Code::AlreadyExists
+            | Code::ResourceExhausted
+            | Code::FailedPrecondition
+            | Code::PermissionDenied
+            | Code::Unauthenticated
+    );
+    let word = if refused { "refused" } else { "failed" };
+    format!("{word}: {}", status.message())
+}
+
+/// The caller the authentication middleware put into the request.
+fn caller<T>(request: &Request<T>) -> Caller {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_else(Caller::unknown)
 }
 
 /// The sender, for the instance records and the audit trail: a proxy's

@@ -10,12 +10,17 @@
 //! * [`viewer`]: the prebuilt OHIF at `/viewer` and the 3D liver page at
 //!   `/3d/{study}`.
 //! * [`retention`]: removes studies older than `gateway.retention_days`.
+//! * [`auth`]: bearer tokens (OIDC JWTs) and roles, one middleware over all
+//!   of the above; [`audit`]: views, uploads, corrections, replays and
+//!   refusals appended to the audit trail.
 //!
 //! Uploads (STOW-RS, gRPC) are stored by `liverseg-ingest`, exactly as the
 //! listener stores a C-STORE, so a series that arrives by either door is
 //! segmented the same way.
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod dicomweb;
 pub mod error;
 pub mod grpc;
@@ -28,7 +33,9 @@ use liverseg_ingest::completion::Tracker;
 use liverseg_ingest::receive::Ingest;
 use liverseg_queue::JobQueue;
 use liverseg_store::{MetadataStore, blob::FsBlobStore};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -53,12 +60,22 @@ pub struct Shared {
     /// The port the gateway listens on, for absolute URLs when a client's
     /// Host header leaves the port out.
     pub port: u16,
+    /// Checks bearer tokens; `None` when `auth.jwks` is empty.
+    pub auth: Option<Arc<auth::Authenticator>>,
+    /// Appends to the audit trail without holding up requests.
+    pub audit: audit::Auditor,
 }
 
 pub type AppState = Arc<Shared>;
 
 impl Shared {
-    pub fn new(config: Arc<Config>, deps: Deps, port: u16) -> AppState {
+    pub fn new(
+        config: Arc<Config>,
+        deps: Deps,
+        port: u16,
+        auth: Option<Arc<auth::Authenticator>>,
+        audit: audit::Auditor,
+    ) -> AppState {
         let ingest_deps = liverseg_ingest::Deps {
             store: deps.store.clone(),
             queue: deps.queue.clone(),
@@ -69,6 +86,8 @@ impl Shared {
             tracker: Tracker::new(config.clone(), ingest_deps),
             metadata: dicomweb::metadata::Cache::new(64),
             port,
+            auth,
+            audit,
             config,
             deps,
         })
@@ -90,7 +109,12 @@ pub enum GatewayError {
     Serve(#[source] std::io::Error),
     #[error("recovering unfinished uploads at start-up: {0}")]
     Recover(String),
+    #[error("authentication: {0}")]
+    Auth(String),
 }
+
+/// How long shutdown waits for the audit records still queued.
+const AUDIT_DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves the gateway on `listener` until `shutdown`.
 pub async fn run(
@@ -100,7 +124,19 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let state = Shared::new(config, deps, port);
+    let auth = if config.auth.enabled() {
+        Some(Arc::new(
+            auth::Authenticator::start(&config.auth)
+                .await
+                .map_err(GatewayError::Auth)?,
+        ))
+    } else {
+        None
+    };
+    let (auditor, writer) = audit::channel(deps.store.clone());
+    let audit_stop = CancellationToken::new();
+    let mut audit_writer = tokio::spawn(writer.run(audit_stop.clone()));
+    let state = Shared::new(config, deps, port, auth, auditor.clone());
     state
         .tracker
         .recover()
@@ -111,22 +147,42 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "gateway ready (DICOMweb /dicom-web, gRPC, /viewer, /api/v1)");
     }
-    let served = axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .map_err(GatewayError::Serve);
     completion.abort();
     sweeper.abort();
+    // Every request has been answered: write what they recorded.
+    audit_stop.cancel();
+    if tokio::time::timeout(AUDIT_DRAIN, &mut audit_writer)
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            pending = auditor.pending(),
+            "audit records were still unwritten at shutdown"
+        );
+        audit_writer.abort();
+    }
     served
 }
 
-/// Every route of the gateway, each request counted and traced.
+/// Every route of the gateway, each request counted, traced and
+/// authenticated (the innermost of the two layers: refusals are counted
+/// and traced too).
 pub fn router(state: AppState) -> axum::Router {
     let http = axum::Router::new()
         .merge(api::router(state.clone()))
         .nest("/dicom-web", dicomweb::router(state.clone()))
         .merge(viewer::router(state.clone()));
-    grpc::with_grpc(state, http).layer(axum::middleware::from_fn(observe))
+    grpc::with_grpc(state.clone(), http)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn(observe))
 }
 
 /// Counts each request by route template, method and status, and runs it
@@ -163,7 +219,7 @@ async fn observe(request: axum::extract::Request, next: axum::middleware::Next) 
 /// The route template (`/dicom-web/studies/{study}/series`), never the
 /// path itself, so UIDs never become label values. gRPC calls are named by
 /// service and method, which come from a fixed set.
-fn route_label(request: &axum::extract::Request) -> String {
+pub(crate) fn route_label(request: &axum::extract::Request) -> String {
     let Some(matched) = request.extensions().get::<axum::extract::MatchedPath>() else {
         return "unmatched".into();
     };

@@ -6,7 +6,10 @@
 //! rewriting its absolute paths: `PUBLIC_URL` and the `="/` attributes of
 //! index.html, webpack's public path in the top-level bundles, `url(/` in
 //! its CSS and the icon paths of its manifest. `app-config.js` is made from
-//! `assets/ohif-app-config.js` for this gateway's own DICOMweb root. Paths
+//! `assets/ohif-app-config.js` for this gateway's own DICOMweb root, plus
+//! OHIF's `oidc` settings from `VIEWER_DIR/oidc.json` when that file exists
+//! (with `auth.jwks` set, that is how OHIF gets the bearer token it sends
+//! to DICOMweb). Paths
 //! OHIF routes itself (`/viewer/viewer?StudyInstanceUIDs=...`) get
 //! index.html; a missing static file is a 404.
 
@@ -142,9 +145,10 @@ async fn viewer(
     }
     if rel == "app-config.js" {
         let root = crate::dicomweb::root_url(&state, &headers);
-        let config = APP_CONFIG
+        let mut config = APP_CONFIG
             .replace("__DICOMWEB_ROOT__", &root)
             .replace("__ROUTER_BASENAME__", BASE);
+        config.push_str(&oidc_config(&dir).await?);
         return Ok(reply(
             "text/javascript; charset=utf-8",
             "no-cache",
@@ -227,6 +231,37 @@ async fn viewer(
     Ok(reply(media_type(&file), cache, body))
 }
 
+/// `window.config.oidc = ...;` from `dir/oidc.json` (OHIF's `oidc` array:
+/// authority, client_id, redirect_uri, scope ...), or nothing without the
+/// file. A file that is not a JSON array or object is an error, not a
+/// viewer silently without sign-in.
+async fn oidc_config(dir: &std::path::Path) -> ApiResult<String> {
+    let path = dir.join("oidc.json");
+    let text = match tokio::fs::read_to_string(&path).await {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(ApiError::internal("reading the viewer's oidc.json", e)),
+    };
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ApiError::internal("reading the viewer's oidc.json", e))?;
+    let value = match value {
+        serde_json::Value::Array(_) => value,
+        serde_json::Value::Object(_) => serde_json::Value::Array(vec![value]),
+        _ => {
+            return Err(ApiError::internal(
+                "reading the viewer's oidc.json",
+                "not a JSON array or object",
+            ));
+        }
+    };
+    // JSON is a JavaScript expression; `</` cannot end a script here, but
+    // keep the output inert anyway.
+    let js = value.to_string().replace("</", "<\\/");
+    Ok(format!(
+        "\n// From the viewer folder's oidc.json: OHIF signs in and sends the bearer token to DICOMweb.\nwindow.config.oidc = {js};\n"
+    ))
+}
+
 async fn three(State(state): State<AppState>, Path(rel): Path<String>) -> ApiResult<Response> {
     let dir = state.config.gateway.viewer_dir.join("three");
     let file = match inside(dir, &rel) {
@@ -246,4 +281,25 @@ async fn three(State(state): State<AppState>, Path(rel): Path<String>) -> ApiRes
 async fn liver_page(Path(_study): Path<String>) -> Html<&'static str> {
     // The page reads the study from its own URL.
     Html(LIVER_3D)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn oidc_settings_from_the_viewer_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(oidc_config(dir.path()).await.unwrap(), "");
+        std::fs::write(
+            dir.path().join("oidc.json"),
+            r#"{"authority": "https://idp.example/realms/r", "client_id": "ohif", "scope": "openid"}"#,
+        )
+        .unwrap();
+        let js = oidc_config(dir.path()).await.unwrap();
+        assert!(js.contains("window.config.oidc = [{"), "{js}");
+        assert!(js.contains(r#""client_id":"ohif""#), "{js}");
+        std::fs::write(dir.path().join("oidc.json"), "42").unwrap();
+        assert!(oidc_config(dir.path()).await.is_err());
+    }
 }

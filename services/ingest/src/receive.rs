@@ -6,7 +6,7 @@
 
 use crate::Deps;
 use liverseg_core::config::DuplicatePolicy;
-use liverseg_core::{AuditEvent, Config, InstanceRecord, time::now_millis};
+use liverseg_core::{AuditEvent, Config, InstanceRecord, SeriesState, time::now_millis};
 use liverseg_dicom::dimse::{Command, status};
 use liverseg_dicom::instance::{self, Identity, Parsed};
 use liverseg_dicom::sop;
@@ -484,6 +484,25 @@ impl Ingest {
                         "stored file was missing; restored from an identical copy",
                     )
                     .await;
+                }
+                // A PACS re-sending a series that is still arriving (perhaps
+                // through another listener replica) keeps it open: the
+                // shared last-received time moves, so no replica completes
+                // it half-way through the re-send.
+                let receiving = store
+                    .get_series(&old.series_uid)
+                    .await
+                    .map_err(|e| store_failure(&e))?
+                    .is_some_and(|s| s.state == SeriesState::Receiving);
+                if receiving {
+                    let again = InstanceRecord {
+                        received_at: now_millis(),
+                        ..old.clone()
+                    };
+                    store
+                        .put_instance(&again)
+                        .await
+                        .map_err(|e| store_failure(&e))?;
                 }
                 debug!(sop_instance_uid = %uid, "identical duplicate");
                 Ok(Outcome::Unchanged {

@@ -22,7 +22,7 @@ use crate::AppState;
 use axum::http::{HeaderMap, header};
 use axum::routing::{get, post};
 use tower_http::compression::CompressionLayer;
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 
 pub fn router(state: AppState) -> axum::Router {
     let max_upload = state.config.gateway.max_upload_bytes;
@@ -79,7 +79,9 @@ pub fn router(state: AppState) -> axum::Router {
             CorsLayer::new()
                 .allow_origin(Any)
                 .allow_methods(Any)
-                .allow_headers(Any)
+                // Mirrored rather than `*`: the wildcard does not cover
+                // Authorization, which a bearer token needs.
+                .allow_headers(AllowHeaders::mirror_request())
                 .expose_headers(Any),
         )
         .with_state(state)

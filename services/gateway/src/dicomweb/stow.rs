@@ -10,6 +10,7 @@
 
 use super::root_url;
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -25,19 +26,75 @@ use tokio::io::AsyncWriteExt;
 
 pub async fn store(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    receive(state, headers, None, body).await
+    audited(state, caller, headers, None, body).await
 }
 
 pub async fn store_in_study(
     State(state): State<AppState>,
+    caller: Caller,
     Path(study): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    receive(state, headers, Some(study), body).await
+    audited(state, caller, headers, Some(study), body).await
+}
+
+/// What an upload brought, for its audit record.
+#[derive(Default)]
+struct Summary {
+    bytes: u64,
+    parts: usize,
+    stored: usize,
+    refused: usize,
+    studies: Vec<String>,
+}
+
+impl Summary {
+    fn study(&mut self, uid: &str) {
+        if !uid.is_empty() && !self.studies.iter().any(|s| s == uid) {
+            self.studies.push(uid.to_string());
+        }
+    }
+}
+
+/// [`receive`], with its `receive` record in the audit trail (corrections
+/// leave their own `resubmit` records).
+async fn audited(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    study: Option<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let mut summary = Summary::default();
+    if let Some(study) = &study {
+        summary.study(study);
+    }
+    let result = receive(&state, &caller, headers, study, body, &mut summary).await;
+    let outcome = match &result {
+        Ok(_) if summary.refused == 0 => "ok".to_string(),
+        Ok(_) => format!("partial: {} of {} refused", summary.refused, summary.parts),
+        Err(e) => format!("refused: {}", e.message),
+    };
+    state.audit.record(
+        &caller,
+        "receive",
+        &summary.studies.join(","),
+        &outcome,
+        &format!(
+            "stow-rs: {} instances ({} stored, {} refused), {} bytes{}",
+            summary.parts,
+            summary.stored,
+            summary.refused,
+            summary.bytes,
+            caller.username_detail()
+        ),
+    );
+    result
 }
 
 /// The boundary of a `multipart/related` body whose parts are DICOM.
@@ -91,6 +148,7 @@ async fn read_parts(
     boundary: String,
     body: Body,
     limit: u64,
+    summary: &mut Summary,
 ) -> ApiResult<Temps> {
     let too_large = || {
         ApiError::new(
@@ -126,6 +184,7 @@ async fn read_parts(
         temps.0.push(path);
         let mut file = tokio::io::BufWriter::new(tokio::fs::File::from_std(file));
         while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+            summary.bytes += chunk.len() as u64;
             file.write_all(&chunk)
                 .await
                 .map_err(|e| ApiError::internal("writing an upload", e))?;
@@ -141,10 +200,12 @@ async fn read_parts(
 }
 
 async fn receive(
-    state: AppState,
+    state: &AppState,
+    caller: &Caller,
     headers: HeaderMap,
     study: Option<String>,
     body: Body,
+    summary: &mut Summary,
 ) -> ApiResult<Response> {
     let boundary = boundary(&headers)?;
     let limit = state.config.gateway.max_upload_bytes;
@@ -159,14 +220,22 @@ async fn receive(
             format!("the upload ({len} bytes) exceeds gateway.max_upload_bytes ({limit} bytes)"),
         ));
     }
-    let mut temps = read_parts(&state, boundary, body, limit).await?;
+    // Below the disk watermark nothing is read: the client may retry later.
+    if let Err(low) = liverseg_ingest::space::check(&state.config).await {
+        return Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            low.to_string(),
+        ));
+    }
+    let mut temps = read_parts(state, boundary, body, limit, summary).await?;
+    summary.parts = temps.0.len();
     let peer = headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
         .map(|v| format!("stow {v}"))
         .unwrap_or_else(|| "stow".into());
     let origin = Origin { via: "stow", peer };
-    let root = root_url(&state, &headers);
+    let root = root_url(state, &headers);
 
     let (mut stored, mut failed) = (Vec::new(), Vec::new());
     for path in std::mem::take(&mut temps.0) {
@@ -180,6 +249,7 @@ async fn receive(
             if let Ok(h) = header
                 && &h.identity.study_uid != study
             {
+                summary.refused += 1;
                 failed.push(json!({
                     "00081150": {"vr": "UI", "Value": [h.identity.sop_class_uid]},
                     "00081155": {"vr": "UI", "Value": [h.identity.sop_instance_uid]},
@@ -195,6 +265,32 @@ async fn receive(
             .as_ref()
             .map(|i| (i.sop_class_uid.clone(), i.sop_instance_uid.clone()))
             .unwrap_or_default();
+        if let Some(id) = &identity {
+            summary.study(&id.study_uid);
+            if id.sop_class_uid == liverseg_dicom::sop::SEGMENTATION_STORAGE {
+                let outcome = match &outcome {
+                    Outcome::Stored { .. } => "ok".to_string(),
+                    Outcome::Unchanged { .. } => "ok (already held)".to_string(),
+                    Outcome::Refused { reason, .. } => format!("refused: {reason}"),
+                };
+                state.audit.record(
+                    caller,
+                    "resubmit",
+                    &id.sop_instance_uid,
+                    &outcome,
+                    &format!(
+                        "stow-rs: correction in study {} (SEG series {}){}",
+                        id.study_uid,
+                        id.series_uid,
+                        caller.username_detail()
+                    ),
+                );
+            }
+        }
+        match &outcome {
+            Outcome::Refused { .. } => summary.refused += 1,
+            _ => summary.stored += 1,
+        }
         match outcome {
             Outcome::Stored { series_uid } | Outcome::Unchanged { series_uid } => {
                 let id = identity.expect("stored instances have an identity");
