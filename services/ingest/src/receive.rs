@@ -306,7 +306,7 @@ impl Ingest {
             .await
             .map(|m| m.len())
             .unwrap_or(0);
-        let result = self.accept_file_inner(tmp_path.clone(), origin).await;
+        let result = self.accept_file_inner(tmp_path.clone(), size, origin).await;
         let _ = tokio::task::spawn_blocking(move || blob::discard(&tmp_path)).await;
         let via = if origin.via == "grpc" {
             Via::Grpc
@@ -320,14 +320,12 @@ impl Ingest {
     async fn accept_file_inner(
         &self,
         tmp_path: PathBuf,
+        size: u64,
         origin: &crate::correction::Origin,
     ) -> (Option<Identity>, Outcome) {
         // Limits first, before anything is read into memory.
         let max = self.config.listener.max_instance_bytes;
-        if tokio::fs::metadata(&tmp_path)
-            .await
-            .is_ok_and(|m| m.len() > max)
-        {
+        if size > max {
             return (
                 None,
                 refused(

@@ -85,9 +85,15 @@ pub async fn deliver(
         .map(|o| blobs.path(&o.blob_key).map_err(|e| e.to_string()))
         .collect();
     let timeout = Duration::from_secs(config.timeout_seconds);
-    // Read per delivery round, so renewed certificates are picked up; a
-    // broken TLS setting fails the C-STORE destinations like an outage.
-    let tls = liverseg_dicom::tls::delivery_client(config).map_err(|e| e.to_string());
+    // Read per delivery round (off the runtime: PEM files), so renewed
+    // certificates are picked up; a broken TLS setting fails the C-STORE
+    // destinations like an outage.
+    let tls_config = config.clone();
+    let tls =
+        tokio::task::spawn_blocking(move || liverseg_dicom::tls::delivery_client(&tls_config))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
     let destinations = (config.destinations.iter().map(Destination::CStore))
         .chain(config.stow_urls.iter().map(|u| Destination::Stow(u)));
     let mut states = Vec::new();
