@@ -1,9 +1,12 @@
 //! Test harness: starts real servers on loopback (random ports, temporary
 //! directories), stops them by PID when dropped. Nothing here is a mock.
 
+pub mod bad_input;
 pub mod cli;
+pub mod corpus;
 pub mod dcmtk;
 pub mod http;
+pub mod load;
 pub mod orthanc;
 pub mod postgres;
 pub mod python;

@@ -35,6 +35,8 @@ pub mod status {
 pub enum DimseError {
     #[error("command set does not parse: {0}")]
     Parse(#[source] Box<dicom_object::ReadError>),
+    #[error("command set is malformed: {0}")]
+    Structure(#[source] crate::structure::StructureError),
     #[error("command set lacks {0}")]
     Missing(&'static str),
     #[error("command set could not be encoded: {0}")]
@@ -53,6 +55,7 @@ pub struct Command {
 
 impl Command {
     pub fn parse(bytes: &[u8]) -> Result<Command, DimseError> {
+        check(bytes)?;
         let obj =
             InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
                 .map_err(|e| DimseError::Parse(Box::new(e)))?;
@@ -71,6 +74,14 @@ impl Command {
             has_data_set: u16_of(tags::COMMAND_DATA_SET_TYPE).is_some_and(|v| v != NO_DATA_SET),
         })
     }
+}
+
+/// Command sets come off the wire: their structure is checked before
+/// dicom-rs reads them (see [`crate::structure`]).
+fn check(bytes: &[u8]) -> Result<(), DimseError> {
+    crate::structure::check_data_set(bytes, crate::structure::Encoding::IMPLICIT_LE)
+        .map(drop)
+        .map_err(DimseError::Structure)
 }
 
 /// C-ECHO-RSP with status success.
@@ -153,6 +164,7 @@ pub fn command_pdu(presentation_context_id: u8, command: Vec<u8>) -> dicom_ul::P
 
 /// Status and comment of a received C-STORE-RSP or C-ECHO-RSP.
 pub fn response_status(bytes: &[u8]) -> Result<(u16, Option<String>), DimseError> {
+    check(bytes)?;
     let obj = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
         .map_err(|e| DimseError::Parse(Box::new(e)))?;
     let code = obj

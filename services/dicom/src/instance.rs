@@ -5,6 +5,7 @@
 //! badly formatted. Only the four identifying UIDs are required here; every
 //! other field is optional and checked later, where it matters.
 
+use crate::structure::{self, Encoding, StructureError};
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::meta::FileMetaTableBuilder;
@@ -35,7 +36,19 @@ pub enum InstanceError {
     },
     #[error("file meta header could not be built: {0}")]
     Meta(#[source] Box<dicom_object::meta::Error>),
+    #[error("{path}: {source}")]
+    FileStructure {
+        path: PathBuf,
+        #[source]
+        source: StructureError,
+    },
+    #[error("{0}")]
+    Structure(#[source] StructureError),
 }
+
+/// How far a deflated data set may inflate before it is refused (the
+/// largest multi-frame CT is a few hundred MB).
+pub const MAX_INFLATED_BYTES: u64 = 2 << 30;
 
 /// The identifying UIDs of an instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,12 +265,15 @@ pub fn index_attributes(
     out
 }
 
-/// Identity, metadata and transfer syntax of a Part 10 object in memory.
+/// Identity, metadata and transfer syntax of a Part 10 object in memory,
+/// after its structure and pixel data are checked ([`structure`]).
 pub fn parse_part10(bytes: &[u8]) -> Result<(Parsed, String), InstanceError> {
     let body = bytes
         .get(128..)
         .filter(|b| b.starts_with(b"DICM"))
         .ok_or_else(|| InstanceError::MissingUid("the Part 10 preamble"))?;
+    let checked =
+        structure::check_part10(bytes, MAX_INFLATED_BYTES).map_err(InstanceError::Structure)?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .from_reader(body)
@@ -267,11 +283,20 @@ pub fn parse_part10(bytes: &[u8]) -> Result<(Parsed, String), InstanceError> {
         .transfer_syntax()
         .trim_end_matches('\0')
         .to_string();
-    Ok((parse_object(&obj)?, ts))
+    let parsed = parse_object(&obj)?;
+    check_image(&checked, &parsed).map_err(InstanceError::Structure)?;
+    Ok((parsed, ts))
 }
 
-/// The transfer syntax named in a Part 10 file's meta group.
+/// Identity, metadata and the transfer syntax named in a Part 10 file's
+/// meta group, after the whole file's structure and pixel data are checked
+/// ([`structure`]): dicom-rs then reads only the header.
 pub fn read_header_and_transfer_syntax(path: &Path) -> Result<(Parsed, String), InstanceError> {
+    let structure = |source| InstanceError::FileStructure {
+        path: path.to_path_buf(),
+        source,
+    };
+    let checked = structure::check_part10_file(path, MAX_INFLATED_BYTES).map_err(structure)?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
@@ -284,7 +309,21 @@ pub fn read_header_and_transfer_syntax(path: &Path) -> Result<(Parsed, String), 
         .transfer_syntax()
         .trim_end_matches('\0')
         .to_string();
-    Ok((parse_object(&obj)?, ts))
+    let parsed = parse_object(&obj)?;
+    check_image(&checked, &parsed).map_err(structure)?;
+    Ok((parsed, ts))
+}
+
+/// The pixel data check of [`structure::Shape::check_image`] for a parsed
+/// instance (skipped for transfer syntaxes unknown here, which dicom-rs has
+/// refused already).
+fn check_image(checked: &structure::Part10, parsed: &Parsed) -> Result<(), StructureError> {
+    match (&checked.shape, Encoding::of(&checked.transfer_syntax)) {
+        (Some(shape), Some(encoding)) => {
+            shape.check_image(&parsed.identity.sop_class_uid, encoding)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A string value, trimmed of padding; `None` when absent or empty.
@@ -404,7 +443,23 @@ mod tests {
 
     #[test]
     fn header_plus_data_set_is_a_readable_part10_file() {
-        let obj = ct();
+        let mut obj = ct();
+        // A 512 x 1 image: the pixel data is checked against the matrix.
+        obj.put(DataElement::new(
+            tags::COLUMNS,
+            VR::US,
+            PrimitiveValue::from(1_u16),
+        ));
+        obj.put(DataElement::new(
+            tags::BITS_ALLOCATED,
+            VR::US,
+            PrimitiveValue::from(16_u16),
+        ));
+        obj.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OW,
+            PrimitiveValue::U16(vec![0; 512].into()),
+        ));
         let ts = dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased();
         let mut data = Vec::new();
         obj.write_dataset_with_ts(&mut data, &ts).unwrap();

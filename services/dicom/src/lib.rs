@@ -7,6 +7,9 @@
 //!   and writing a Part 10 header in front of the bytes as received.
 //! * [`series`]: geometry of a series and the sanity checks a CT series must
 //!   pass before it becomes a job.
+//! * [`structure`]: a bounded walk over encoded elements that refuses
+//!   deep nesting, lengths past the data and cut-short pixel data before
+//!   dicom-rs reads a data set.
 //! * [`sop`] and [`uid`]: SOP classes, transfer syntaxes, UID hygiene.
 //! * [`seg`]: reading Segmentation objects (truth masks, corrections) and
 //!   placing them on a series.
@@ -23,6 +26,7 @@ pub mod scu;
 pub mod seg;
 pub mod series;
 pub mod sop;
+pub mod structure;
 pub mod tls;
 pub mod uid;
 #[cfg(feature = "pixeldata")]

@@ -10,6 +10,7 @@
 
 use crate::derived::write::Obj;
 use crate::instance::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, first_item, text};
+use crate::structure::{self, Encoding};
 use dicom_core::Tag;
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, VR};
@@ -25,6 +26,8 @@ pub enum RepairError {
     NotDicom(String),
     #[error("transfer syntax {0} is not supported")]
     UnsupportedTransferSyntax(String),
+    #[error("the data set is malformed: {0}")]
+    Structure(#[source] crate::structure::StructureError),
     #[error("the data set cannot be read: {0}")]
     Read(#[source] Box<dicom_object::ReadError>),
     #[error("the repaired object cannot be written: {0}")]
@@ -124,11 +127,27 @@ pub fn read_lenient(bytes: &[u8]) -> Result<Lenient, RepairError> {
     let syntax = TransferSyntaxRegistry
         .get(&ts)
         .ok_or_else(|| RepairError::UnsupportedTransferSyntax(ts.clone()))?;
-    let dataset = InMemDicomObject::read_dataset_with_ts(&bytes[start..], syntax)
+    // Checked before dicom-rs reads it: deep nesting and false lengths
+    // would otherwise crash or swell the process (see `structure`).
+    let encoding =
+        Encoding::of(&ts).ok_or_else(|| RepairError::UnsupportedTransferSyntax(ts.clone()))?;
+    let data = &bytes[start..];
+    let shape = structure::check_stream(
+        data,
+        Some(data.len() as u64),
+        encoding,
+        crate::instance::MAX_INFLATED_BYTES,
+    )
+    .map_err(RepairError::Structure)?;
+    let dataset = InMemDicomObject::read_dataset_with_ts(data, syntax)
         .map_err(|e| RepairError::Read(Box::new(e)))?;
     if text(&dataset, tags::SOP_INSTANCE_UID).is_none() {
         return Err(RepairError::NotDicom("no SOP Instance UID".into()));
     }
+    let class = text(&dataset, tags::SOP_CLASS_UID).unwrap_or_default();
+    shape
+        .check_image(&class, encoding)
+        .map_err(RepairError::Structure)?;
     Ok(Lenient {
         dataset,
         transfer_syntax: ts,
@@ -268,6 +287,19 @@ mod tests {
             tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
             vec![empty_measures],
         );
+        // One 1-bit frame of 2 x 4.
+        for (tag, v) in [
+            (tags::ROWS, 2_u16),
+            (tags::COLUMNS, 4),
+            (tags::BITS_ALLOCATED, 1),
+        ] {
+            o.put(DataElement::new(tag, VR::US, PrimitiveValue::from(v)));
+        }
+        o.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OB,
+            PrimitiveValue::U8(vec![0x0F, 0].into()),
+        ));
         o
     }
 

@@ -117,13 +117,18 @@ pub fn parse(obj: &InMemDicomObject) -> Result<Segmentation, String> {
     let seg_type = text(obj, tags::SEGMENTATION_TYPE).unwrap_or_else(|| "BINARY".into());
     let max_fraction = int(obj, tags::MAXIMUM_FRACTIONAL_VALUE).unwrap_or(255) as f64;
 
-    let segments =
-        obj.get(tags::SEGMENT_SEQUENCE)
-            .and_then(|e| e.items())
-            .ok_or("SegmentSequence is missing")?
-            .iter()
-            .map(|item| Segment {
-                number: int(item, tags::SEGMENT_NUMBER).unwrap_or(0),
+    let segments = obj
+        .get(tags::SEGMENT_SEQUENCE)
+        .and_then(|e| e.items())
+        .ok_or("SegmentSequence is missing")?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let number = int(item, tags::SEGMENT_NUMBER)
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("segment {} has no valid SegmentNumber", i + 1))?;
+            Ok(Segment {
+                number,
                 label: text(item, tags::SEGMENT_LABEL).unwrap_or_default(),
                 property_type: first_item(item, tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE)
                     .and_then(|c| {
@@ -133,20 +138,27 @@ pub fn parse(obj: &InMemDicomObject) -> Result<Segmentation, String> {
                         ))
                     }),
             })
-            .collect::<Vec<_>>();
+        })
+        .collect::<Result<Vec<_>, String>>()?;
 
     let pixel = obj.get(tags::PIXEL_DATA).ok_or("has no pixel data")?;
     if pixel.fragments().is_some() {
         return Err("encapsulated (compressed) SEG pixel data is not supported".into());
     }
     let bytes = pixel.to_bytes().map_err(|e| format!("pixel data: {e}"))?;
-    let plane = rows * columns;
-    let needed_bits = match bits {
-        1 => n_frames * plane,
-        8 => n_frames * plane * 8,
+    // Checked: Rows, Columns and NumberOfFrames come from the sender.
+    let overflow = || format!("{n_frames} frames of {rows}x{columns} is too large");
+    let plane = rows.checked_mul(columns).ok_or_else(overflow)?;
+    let per_pixel = match bits {
+        1 => 1,
+        8 => 8,
         b => return Err(format!("BitsAllocated {b} is not 1 or 8")),
     };
-    if bytes.len() * 8 < needed_bits {
+    let needed_bits = n_frames
+        .checked_mul(plane)
+        .and_then(|n| n.checked_mul(per_pixel))
+        .ok_or_else(overflow)?;
+    if bytes.len().saturating_mul(8) < needed_bits {
         return Err(format!(
             "pixel data holds {} bytes, {n_frames} frames of {rows}x{columns} need {}",
             bytes.len(),
@@ -193,6 +205,12 @@ pub fn parse(obj: &InMemDicomObject) -> Result<Segmentation, String> {
                     .and_then(|s| int(s, tags::REFERENCED_SEGMENT_NUMBER))
             })
             .ok_or_else(|| format!("frame {}: SegmentIdentificationSequence is missing", k + 1))?;
+        if !segments.iter().any(|s| s.number == segment) {
+            return Err(format!(
+                "frame {} refers to segment {segment}, which SegmentSequence does not define",
+                k + 1
+            ));
+        }
         let pixels: Vec<u8> = if bits == 1 {
             (0..plane)
                 .map(|i| {

@@ -53,6 +53,8 @@ pub enum CorrectionError {
     Geometry { series: String, reason: String },
     #[error("no liver segment among the segmentation's {0} segments")]
     NoLiver(usize),
+    #[error("the liver segment marks no voxel of series {0}")]
+    EmptyLiver(String),
     #[error(
         "SOP Instance UID {0} is already stored with other content; a correction needs a new SOP Instance UID"
     )]
@@ -365,6 +367,11 @@ fn check(
         .liver_segment()
         .ok_or(CorrectionError::NoLiver(segmentation.segments.len()))?;
     let mask = seg::rasterize(&segmentation, liver, slices).map_err(geometry)?;
+    // A liver CT always shows liver: an empty correction is an export
+    // gone wrong, not a finding, and would score Dice 0 against the AI.
+    if !mask.iter().any(|&v| v != 0) {
+        return Err(CorrectionError::EmptyLiver(series_uid.to_string()));
+    }
     let step = algorithm_step(&dataset, liver, via);
     let bytes = repair::to_part10(dataset, &transfer_syntax)
         .map_err(|e| CorrectionError::Invalid(e.to_string()))?;
