@@ -3,8 +3,8 @@
 //! (search, series, metadata, every frame); then one 500-slice study alone,
 //! for the worker's peak memory (goal: under 1 GiB).
 //!
-//! `cargo bench -p liverseg-tests --bench load` (needs PostgreSQL, Redis
-//! and dcmtk). `LOAD_BENCH_STUDIES_PER_ASSOCIATION` and `LOAD_BENCH_SLICES`
+//! `LIVERSEG_TEST_DATA=../shared/data cargo bench -p liverseg-tests --bench
+//! load` (needs PostgreSQL, Redis and dcmtk). `LOAD_BENCH_STUDIES_PER_ASSOCIATION` and `LOAD_BENCH_SLICES`
 //! change the first run.
 
 use liverseg_tests::load::{Plan, run};
@@ -23,6 +23,7 @@ fn main() {
         slices: knob("LOAD_BENCH_SLICES", 60),
         size: 512,
         viewers: 4,
+        source: None,
     };
     let tmp = tempfile::tempdir().unwrap();
     let Some(report) = run(&plan, &tmp.path().join("many")) else {
@@ -31,12 +32,19 @@ fn main() {
     };
     report.print(&plan);
 
+    // The 500-slice study is built from real CT (the IRCADb series, up and
+    // down), so that the model finds a liver and every stage after it runs.
+    let Some(data) = std::env::var_os("LIVERSEG_TEST_DATA") else {
+        eprintln!("skipping the 500-slice study: LIVERSEG_TEST_DATA is not set");
+        return;
+    };
     let big = Plan {
         associations: 1,
         studies_per_association: 1,
         slices: 500,
         size: 512,
         viewers: 0,
+        source: Some(std::path::Path::new(&data).join("dicom/ircadb_01/PATIENT_DICOM")),
     };
     let Some(report) = run(&big, &tmp.path().join("big")) else {
         return;

@@ -29,6 +29,9 @@ pub struct Plan {
     pub size: u16,
     /// DICOMweb clients browsing while the studies arrive.
     pub viewers: usize,
+    /// Real CT slices to build each study from (see [`tall_copy`]) instead
+    /// of generated ones; `size` is then theirs.
+    pub source: Option<PathBuf>,
 }
 
 /// Latencies of one kind of request or transfer.
@@ -207,6 +210,58 @@ fn browse(
     }
 }
 
+/// Writes a series of `slices` slices into `to` from the real axial CT in
+/// `source`: its slices in position order, then back again (so neighbours
+/// stay neighbours and the liver stays whole), each placed one slice step
+/// further along, with new Study, Series and SOP Instance UIDs. Returns the
+/// Series Instance UID.
+pub fn tall_copy(source: &Path, slices: usize, to: &Path, seed: usize) -> String {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let mut files: Vec<_> = std::fs::read_dir(source)
+        .unwrap()
+        .flatten()
+        .map(|e| dicom_object::open_file(e.path()).unwrap())
+        .collect();
+    let z = |o: &dicom_object::DefaultDicomObject| {
+        o.element(tags::IMAGE_POSITION_PATIENT)
+            .unwrap()
+            .to_multi_float64()
+            .unwrap()
+    };
+    files.sort_by(|a, b| z(a)[2].total_cmp(&z(b)[2]));
+    let first = z(&files[0]);
+    let step = (z(&files[files.len() - 1])[2] - first[2]) / (files.len() - 1) as f64;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let uid = |what: usize| format!("2.25.{}{seed:04}{what}", stamp);
+    let (study, series) = (uid(1), uid(2));
+    std::fs::create_dir_all(to).unwrap();
+    let period = 2 * files.len() - 2;
+    for i in 0..slices {
+        let k = i % period;
+        let k = if k < files.len() { k } else { period - k };
+        let mut obj = files[k].clone();
+        let sop = format!("{}.{i}", uid(3));
+        let text = |tag, vr, v: String| DataElement::new(tag, vr, PrimitiveValue::from(v));
+        obj.put(text(tags::SOP_INSTANCE_UID, VR::UI, sop.clone()));
+        obj.put(text(tags::STUDY_INSTANCE_UID, VR::UI, study.clone()));
+        obj.put(text(tags::SERIES_INSTANCE_UID, VR::UI, series.clone()));
+        obj.put(text(tags::INSTANCE_NUMBER, VR::IS, (i + 1).to_string()));
+        let at = first[2] + step * i as f64;
+        obj.put(text(
+            tags::IMAGE_POSITION_PATIENT,
+            VR::DS,
+            format!("{}\\{}\\{at:.3}", first[0], first[1]),
+        ));
+        obj.meta_mut().media_storage_sop_instance_uid = sop;
+        obj.write_to_file(to.join(format!("{i:04}.dcm"))).unwrap();
+    }
+    series
+}
+
 /// Runs `plan` in `dir`; `None` when a peer (PostgreSQL, Redis, dcmtk) is
 /// missing.
 pub fn run(plan: &Plan, dir: &Path) -> Option<Report> {
@@ -218,14 +273,20 @@ pub fn run(plan: &Plan, dir: &Path) -> Option<Report> {
     let studies: Vec<(PathBuf, String)> = (0..total)
         .map(|n| {
             let d = dir.join(format!("study{n:03}"));
-            let s = write_ct_series(
-                &d,
-                plan.slices,
-                plan.size,
-                "1.2.840.10008.1.2.1",
-                Flaws::default(),
-            );
-            (d, s.series_uid)
+            let series_uid = match &plan.source {
+                Some(source) => tall_copy(source, plan.slices, &d, n),
+                None => {
+                    write_ct_series(
+                        &d,
+                        plan.slices,
+                        plan.size,
+                        "1.2.840.10008.1.2.1",
+                        Flaws::default(),
+                    )
+                    .series_uid
+                }
+            };
+            (d, series_uid)
         })
         .collect();
     let bytes: u64 = studies

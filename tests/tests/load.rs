@@ -14,6 +14,7 @@ fn thirty_two_associations_and_four_viewers_at_once() {
         slices: 20,
         size: 128,
         viewers: 4,
+        source: None,
     };
     let tmp = tempfile::tempdir().unwrap();
     let Some(report) = run(&plan, tmp.path()) else {

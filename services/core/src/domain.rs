@@ -419,6 +419,24 @@ pub struct AuditEvent {
     pub detail: String,
 }
 
+/// The fingerprint of a series' content: SHA-256 over the sorted (SOP
+/// Instance UID, content hash) pairs. A job is made for one fingerprint;
+/// the same content sent again makes no second job, and a worker can tell
+/// that the series has changed since its job was made.
+pub fn fingerprint<'a>(instances: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut pairs: Vec<_> = instances.collect();
+    pairs.sort();
+    let mut h = Sha256::new();
+    for (uid, sha) in pairs {
+        h.update(uid.as_bytes());
+        h.update(b"=");
+        h.update(sha.as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

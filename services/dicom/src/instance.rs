@@ -36,14 +36,9 @@ pub enum InstanceError {
     },
     #[error("file meta header could not be built: {0}")]
     Meta(#[source] Box<dicom_object::meta::Error>),
-    #[error("{path}: {source}")]
-    FileStructure {
-        path: PathBuf,
-        #[source]
-        source: StructureError,
-    },
-    #[error("{0}")]
-    Structure(#[source] StructureError),
+    /// Malformed bytes ([`structure`]); callers know which file it was.
+    #[error(transparent)]
+    Structure(StructureError),
 }
 
 /// How far a deflated data set may inflate before it is refused (the
@@ -292,11 +287,8 @@ pub fn parse_part10(bytes: &[u8]) -> Result<(Parsed, String), InstanceError> {
 /// meta group, after the whole file's structure and pixel data are checked
 /// ([`structure`]): dicom-rs then reads only the header.
 pub fn read_header_and_transfer_syntax(path: &Path) -> Result<(Parsed, String), InstanceError> {
-    let structure = |source| InstanceError::FileStructure {
-        path: path.to_path_buf(),
-        source,
-    };
-    let checked = structure::check_part10_file(path, MAX_INFLATED_BYTES).map_err(structure)?;
+    let checked =
+        structure::check_part10_file(path, MAX_INFLATED_BYTES).map_err(InstanceError::Structure)?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
@@ -310,7 +302,7 @@ pub fn read_header_and_transfer_syntax(path: &Path) -> Result<(Parsed, String), 
         .trim_end_matches('\0')
         .to_string();
     let parsed = parse_object(&obj)?;
-    check_image(&checked, &parsed).map_err(structure)?;
+    check_image(&checked, &parsed).map_err(InstanceError::Structure)?;
     Ok((parsed, ts))
 }
 

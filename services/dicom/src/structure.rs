@@ -770,33 +770,35 @@ impl Shape {
             return Ok(());
         }
         let Some(pixel_data) = self.pixel_data else {
-            return image("it has no Pixel Data".into());
+            return image("has no pixel data".into());
         };
         let (Some(rows), Some(columns)) = (self.rows, self.columns) else {
-            return image("it lacks Rows or Columns".into());
+            return image("lacks Rows or Columns".into());
         };
         if rows == 0 || columns == 0 {
-            return image(format!("its matrix is {rows} x {columns}"));
+            return image(format!("has a {rows} x {columns} matrix"));
         }
         let bits = self.bits_allocated.unwrap_or(0);
-        if ct && bits != 16 {
+        // CT is 16 bits by the standard; 8-bit CT-class masks exist in the
+        // wild (IRCADb's), so only what no CT image can be is refused.
+        if ct && !matches!(bits, 8 | 16 | 32) {
             return image(format!(
-                "a CT image has 16 bits allocated; this one has {bits}"
+                "has {bits} bits allocated, which no CT image has (8, 16 or 32)"
             ));
         }
         if !ct && bits != 1 && bits != 8 {
             return image(format!(
-                "a Segmentation has 1 or 8 bits allocated; this one has {bits}"
+                "has {bits} bits allocated, which no Segmentation has (1 or 8)"
             ));
         }
         let frames = self.number_of_frames.unwrap_or(1);
         if frames == 0 {
-            return image("it has 0 frames".into());
+            return image("has 0 frames".into());
         }
         match pixel_data {
             PixelData::Native { length } => {
                 if encoding.encapsulated {
-                    return image("its transfer syntax needs encapsulated pixel data, but the pixel data is a plain value".into());
+                    return image("has plain pixel data where its transfer syntax needs fragments (encapsulated)".into());
                 }
                 let samples = u128::from(self.samples_per_pixel.unwrap_or(1).max(1));
                 let needed = (u128::from(rows)
@@ -807,19 +809,19 @@ impl Shape {
                 .div_ceil(8);
                 if u128::from(length) < needed {
                     return image(format!(
-                        "its Pixel Data holds {length} bytes; {rows} x {columns} x {frames} frame(s) at {bits} bits need {needed}"
+                        "has {length} bytes of pixel data; {rows} x {columns} x {frames} frame(s) at {bits} bits need {needed}"
                     ));
                 }
             }
             PixelData::Encapsulated { fragments, bytes } => {
                 if !encoding.encapsulated {
                     return image(
-                        "its pixel data is encapsulated, but its transfer syntax is not".into(),
+                        "has encapsulated pixel data where its transfer syntax has none".into(),
                     );
                 }
                 // The first item is the basic offset table.
                 if fragments < 2 || bytes == 0 {
-                    return image("its encapsulated pixel data has no fragments".into());
+                    return image("has encapsulated pixel data without fragments".into());
                 }
             }
         }

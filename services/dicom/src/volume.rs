@@ -3,7 +3,6 @@
 //! order). Gaps, duplicates, mixed orientations and mixed sizes are refused
 //! with a message naming the problem.
 
-use crate::instance::parse_object;
 use crate::series::{dot, slice_normal};
 use dicom_object::OpenFileOptions;
 use dicom_pixeldata::{ConvertOptions, PixelDecoder};
@@ -63,6 +62,8 @@ pub struct Volume {
     pub hu: Vec<f32>,
 }
 
+/// What a slice's header says; its pixels are decoded later, straight
+/// into their place in the volume.
 struct Slice {
     path: PathBuf,
     uid: String,
@@ -72,21 +73,16 @@ struct Slice {
     spacing: [f64; 2],
     rows: usize,
     columns: usize,
-    hu: Vec<f32>,
 }
 
+/// Reads a slice's header (after the whole file's structure and pixel data
+/// length are checked: [`crate::instance::read_header`]).
 fn read_slice(path: &Path, require_ct: bool) -> Result<Slice, VolumeError> {
     let geometry = |reason: &str| VolumeError::Geometry {
         path: path.into(),
         reason: reason.into(),
     };
-    let obj = OpenFileOptions::new()
-        .open_file(path)
-        .map_err(|e| VolumeError::Read {
-            path: path.into(),
-            source: Box::new(e),
-        })?;
-    let parsed = parse_object(&obj).map_err(|e| VolumeError::Header {
+    let parsed = crate::instance::read_header(path).map_err(|e| VolumeError::Header {
         path: path.into(),
         source: Box::new(e),
     })?;
@@ -103,29 +99,14 @@ fn read_slice(path: &Path, require_ct: bool) -> Result<Slice, VolumeError> {
         };
         return Err(geometry(&what));
     }
-    if obj.get(dicom_dictionary_std::tags::PIXEL_DATA).is_none() {
-        return Err(geometry("has no pixel data"));
-    }
     if m.number_of_frames.unwrap_or(1) > 1 {
         return Err(geometry(
             "multi-frame (Enhanced CT) volumes are not supported yet",
         ));
     }
-    let decoded = obj.decode_pixel_data().map_err(|e| VolumeError::Decode {
-        path: path.into(),
-        source: Box::new(e),
-    })?;
-    // The default conversion applies the modality LUT: stored values become HU.
-    let hu: Vec<f32> = decoded
-        .to_vec_with_options(&ConvertOptions::new())
-        .map_err(|e| VolumeError::Decode {
-            path: path.into(),
-            source: Box::new(e),
-        })?;
-    let (rows, columns) = (decoded.rows() as usize, decoded.columns() as usize);
-    if hu.len() != rows * columns {
-        return Err(geometry("pixel data is not one grey-level frame"));
-    }
+    let (Some(rows), Some(columns)) = (m.rows, m.columns) else {
+        return Err(geometry("Rows or Columns is missing"));
+    };
     Ok(Slice {
         path: path.into(),
         uid: parsed.identity.sop_instance_uid,
@@ -139,10 +120,45 @@ fn read_slice(path: &Path, require_ct: bool) -> Result<Slice, VolumeError> {
         spacing: m
             .pixel_spacing
             .ok_or_else(|| geometry("PixelSpacing is missing"))?,
-        rows,
-        columns,
-        hu,
+        rows: rows as usize,
+        columns: columns as usize,
     })
+}
+
+/// Decodes a slice's pixels into `out` (one plane of the volume), in HU.
+fn decode_into(s: &Slice, out: &mut [f32]) -> Result<(), VolumeError> {
+    let geometry = |reason: &str| VolumeError::Geometry {
+        path: s.path.clone(),
+        reason: reason.into(),
+    };
+    let obj = OpenFileOptions::new()
+        .open_file(&s.path)
+        .map_err(|e| VolumeError::Read {
+            path: s.path.clone(),
+            source: Box::new(e),
+        })?;
+    if obj.get(dicom_dictionary_std::tags::PIXEL_DATA).is_none() {
+        return Err(geometry("has no pixel data"));
+    }
+    let decoded = obj.decode_pixel_data().map_err(|e| VolumeError::Decode {
+        path: s.path.clone(),
+        source: Box::new(e),
+    })?;
+    if (decoded.rows() as usize, decoded.columns() as usize) != (s.rows, s.columns) {
+        return Err(geometry("the decoded pixels do not match Rows and Columns"));
+    }
+    // The default conversion applies the modality LUT: stored values become HU.
+    let hu: Vec<f32> = decoded
+        .to_vec_with_options(&ConvertOptions::new())
+        .map_err(|e| VolumeError::Decode {
+            path: s.path.clone(),
+            source: Box::new(e),
+        })?;
+    if hu.len() != out.len() {
+        return Err(geometry("pixel data is not one grey-level frame"));
+    }
+    out.copy_from_slice(&hu);
+    Ok(())
 }
 
 /// Decodes the files of one CT series into a volume.
@@ -265,13 +281,18 @@ fn load_images(paths: &[PathBuf], require_ct: bool) -> Result<Volume, VolumeErro
         median
     };
     let dims = [slices.len(), rows, columns];
-    let mut hu = Vec::with_capacity(dims.iter().product());
+    // Every slice decoded straight into its place: holding the decoded
+    // slices and then copying them into one volume would need twice the
+    // memory (a 500-slice series is 500 MB of HU).
+    let mut hu = vec![0f32; dims.iter().product()];
+    for (s, plane) in slices.iter().zip(hu.chunks_exact_mut(rows * columns)) {
+        decode_into(s, plane)?;
+    }
+    let origin = slices[0].position;
     let mut uids = Vec::with_capacity(slices.len());
     let mut class_uids = Vec::with_capacity(slices.len());
     let mut positions = Vec::with_capacity(slices.len());
-    let origin = slices[0].position;
     for s in slices {
-        hu.extend_from_slice(&s.hu);
         uids.push(s.uid);
         class_uids.push(s.class_uid);
         positions.push(s.position);

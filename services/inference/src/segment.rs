@@ -120,7 +120,12 @@ pub fn segment(
     }
     let network_seconds = net_start.elapsed().as_secs_f64();
     postprocess(&mut canon_mask, dims);
-    let mask = canonical.to_source(&canon_mask);
+    // Moved, not copied, when the series is already canonical.
+    let mask = if canonical.is_identity() {
+        canon_mask
+    } else {
+        canonical.to_source(&canon_mask)
+    };
     let liver_voxels = mask.iter().filter(|v| **v != 0).count();
     Ok(Segmentation {
         liver_voxels,

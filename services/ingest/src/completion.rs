@@ -17,7 +17,6 @@ use liverseg_dicom::sop;
 use liverseg_store::NewJob;
 use liverseg_telemetry::metrics;
 use liverseg_telemetry::trace::{self, Carrier, pseudonym};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -369,19 +368,7 @@ async fn send(
     Ok(id)
 }
 
-/// SHA-256 over the sorted (SOP Instance UID, content hash) pairs.
-pub fn fingerprint<'a>(instances: impl Iterator<Item = (&'a str, &'a str)>) -> String {
-    let mut pairs: Vec<_> = instances.collect();
-    pairs.sort();
-    let mut h = Sha256::new();
-    for (uid, sha) in pairs {
-        h.update(uid.as_bytes());
-        h.update(b"=");
-        h.update(sha.as_bytes());
-        h.update(b"\n");
-    }
-    hex::encode(h.finalize())
-}
+pub use liverseg_core::fingerprint;
 
 #[cfg(test)]
 mod tests {

@@ -89,6 +89,7 @@ pub fn segment(args: SegmentArgs) -> anyhow::Result<()> {
         }
     };
     let seg = liverseg_inference::segment(&model, &grid, &hu, options, &progress)?;
+    drop(hu); // the results need the mask only
     if tty {
         eprintln!();
     }

@@ -297,10 +297,17 @@ impl Consumer {
         results: Option<Vec<ResultObject>>,
     ) -> Result<Outcome, Failure> {
         let store = &self.deps.store;
+        if let Some(reason) = self.superseded(job).await? {
+            return Ok(superseded(job, &reason));
+        }
         let results = match results {
             Some(results) => results,
             None => self.segment(job).await?,
         };
+        // Segmenting takes seconds: the series may have changed meanwhile.
+        if let Some(reason) = self.superseded(job).await? {
+            return Ok(superseded(job, &reason));
+        }
         self.index_results(job, &results)
             .await
             .map_err(Failure::Infrastructure)?;
@@ -347,6 +354,36 @@ impl Consumer {
             obj.insert("delivered_to".into(), delivered.into());
         }
         Ok(Outcome::Done(summary.to_string()))
+    }
+
+    /// Why a segmentation job no longer stands for its series, if it does
+    /// not: the series' content has changed since the job was made (a PACS
+    /// sent more slices after a pause long enough to complete the series).
+    /// Completing the series again makes the job for the new content, so
+    /// this one ends without results instead of delivering a second,
+    /// partial set.
+    async fn superseded(&self, job: &Job) -> Result<Option<String>, Failure> {
+        if job.kind != JobKind::Segment {
+            return Ok(None);
+        }
+        let instances = self
+            .deps
+            .store
+            .series_instances(&job.series_uid)
+            .await
+            .map_err(|e| Failure::Infrastructure(e.into()))?;
+        let now = liverseg_core::fingerprint(
+            instances
+                .iter()
+                .map(|i| (i.sop_instance_uid.as_str(), i.sha256.as_str())),
+        );
+        Ok((now != job.fingerprint).then(|| {
+            format!(
+                "the series changed after this job was made ({} instances then, {} now); the job for its new content replaces it",
+                job.instance_count,
+                instances.len()
+            )
+        }))
     }
 
     /// Runs the pipeline off the async runtime, then keeps what it made.
@@ -590,6 +627,12 @@ fn finished(kind: JobKind, outcome: &'static str) {
 }
 
 /// How a run ended when the store and queue worked.
+/// The summary of a job that another job replaces.
+fn superseded(job: &Job, reason: &str) -> Outcome {
+    info!(job_id = %job.id, %reason, "job superseded");
+    Outcome::Done(serde_json::json!({ "superseded": reason }).to_string())
+}
+
 enum Outcome {
     /// Results kept and delivered everywhere; the job summary.
     Done(String),

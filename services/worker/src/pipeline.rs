@@ -73,10 +73,13 @@ impl Pipeline for Segmenter {
 
     fn run(&self, job: &Job, files: &[PathBuf]) -> Result<Produced, String> {
         let started = Instant::now();
-        let volume = info_span!("decode", instances = files.len())
+        let mut volume = info_span!("decode", instances = files.len())
             .in_scope(|| liverseg_dicom::volume::load_series(files))
             .map_err(|e| e.to_string())?;
         let decode = started.elapsed().as_secs_f64();
+        // The HU (4 bytes a voxel) are needed by the network only: they go
+        // before the results are built.
+        let hu = std::mem::take(&mut volume.hu);
 
         let grid = results::volume_grid(&volume);
         let options = liverseg_inference::segment::Options {
@@ -89,10 +92,9 @@ impl Pipeline for Segmenter {
             slices_run = tracing::field::Empty
         );
         let seg = span
-            .in_scope(|| {
-                liverseg_inference::segment(&self.model, &grid, &volume.hu, options, &|_, _| {})
-            })
+            .in_scope(|| liverseg_inference::segment(&self.model, &grid, &hu, options, &|_, _| {}))
             .map_err(|e| e.to_string())?;
+        drop(hu);
         span.record("slices_run", seg.slices_run);
 
         let ctx = Context {

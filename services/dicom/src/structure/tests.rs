@@ -185,7 +185,7 @@ fn pixel_data_is_checked_against_the_matrix() {
     let short = check_data_set(&image(6), EXPLICIT_LE).unwrap();
     let err = short.check_image(ct, EXPLICIT_LE).unwrap_err().to_string();
     assert!(
-        err.contains("holds 6 bytes") && err.contains("need 8"),
+        err.contains("has 6 bytes") && err.contains("need 8"),
         "{err}"
     );
 
@@ -208,7 +208,7 @@ fn pixel_data_is_checked_against_the_matrix() {
         .check_image(crate::sop::SEGMENTATION_STORAGE, EXPLICIT_LE)
         .unwrap();
     let err = shape.check_image(ct, EXPLICIT_LE).unwrap_err().to_string();
-    assert!(err.contains("16 bits"), "{err}");
+    assert!(err.contains("has 1 bits"), "{err}");
 
     // Native pixels under a compressed transfer syntax.
     let jpeg = Encoding::of("1.2.840.10008.1.2.4.50").unwrap();
