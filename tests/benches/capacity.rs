@@ -14,6 +14,7 @@
 //! dcmtk, Orthanc, redis-server and PostgreSQL).
 
 use liverseg_tests::dcmtk::{modified_copy, storescu};
+use liverseg_tests::load::rss_kib;
 use liverseg_tests::orthanc::Orthanc;
 use liverseg_tests::postgres::PgServer;
 use liverseg_tests::redis::RedisServer;
@@ -44,19 +45,6 @@ fn copy_as_new_study(source: &Path, to: &Path, n: usize) -> String {
     ];
     modified_copy(source, to, &args);
     series
-}
-
-/// Resident set size of `pid` in KiB (VmRSS), or 0 once it is gone.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn main() {

@@ -520,25 +520,6 @@ impl El {
     }
 }
 
-fn long_vr(vr: &[u8]) -> bool {
-    matches!(
-        vr,
-        b"OB"
-            | b"OD"
-            | b"OF"
-            | b"OL"
-            | b"OV"
-            | b"OW"
-            | b"SQ"
-            | b"SV"
-            | b"UC"
-            | b"UN"
-            | b"UR"
-            | b"UT"
-            | b"UV"
-    )
-}
-
 /// The elements of a little-endian encoding we wrote ourselves, depth
 /// first (items and delimiters included).
 fn walk(
@@ -577,7 +558,7 @@ fn walk(
         }
         let (header, len_at, len_size, is_sq) = if explicit && group != 0xFFFE {
             let vr = &b[pos + 4..pos + 6];
-            if long_vr(vr) {
+            if liverseg_dicom::structure::has_long_length(vr) {
                 (12, pos + 8, 4, vr == b"SQ")
             } else {
                 (8, pos + 6, 2, false)
@@ -659,7 +640,7 @@ fn ex(group: u16, element: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&group.to_le_bytes());
     out.extend_from_slice(&element.to_le_bytes());
     out.extend_from_slice(vr);
-    if long_vr(vr) {
+    if liverseg_dicom::structure::has_long_length(vr) {
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&(value.len() as u32).to_le_bytes());
     } else {

@@ -257,6 +257,7 @@ pub fn tall_copy(source: &Path, slices: usize, to: &Path, seed: usize) -> String
             format!("{}\\{}\\{at:.3}", first[0], first[1]),
         ));
         obj.meta_mut().media_storage_sop_instance_uid = sop;
+        obj.meta_mut().update_information_group_length();
         obj.write_to_file(to.join(format!("{i:04}.dcm"))).unwrap();
     }
     series

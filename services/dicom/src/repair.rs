@@ -42,26 +42,6 @@ pub struct Lenient {
     pub repairs: Vec<String>,
 }
 
-/// Elements of a meta group that carry a 4-byte length (PS3.5 7.1.2).
-fn long_length(vr: &[u8]) -> bool {
-    matches!(
-        vr,
-        b"OB"
-            | b"OD"
-            | b"OF"
-            | b"OL"
-            | b"OV"
-            | b"OW"
-            | b"SQ"
-            | b"SV"
-            | b"UC"
-            | b"UN"
-            | b"UR"
-            | b"UT"
-            | b"UV"
-    )
-}
-
 /// Reads a Part 10 file, a file whose meta group is incomplete, or a bare
 /// data set (little endian, VR explicit or implicit).
 pub fn read_lenient(bytes: &[u8]) -> Result<Lenient, RepairError> {
@@ -80,7 +60,7 @@ pub fn read_lenient(bytes: &[u8]) -> Result<Lenient, RepairError> {
             while pos + 8 <= bytes.len() && bytes[pos..pos + 2] == [0x02, 0x00] {
                 let element = u16::from_le_bytes([bytes[pos + 2], bytes[pos + 3]]);
                 let vr = &bytes[pos + 4..pos + 6];
-                let (len, header) = if long_length(vr) {
+                let (len, header) = if structure::has_long_length(vr) {
                     let l = bytes
                         .get(pos + 8..pos + 12)
                         .ok_or_else(|| RepairError::NotDicom("truncated file meta".into()))?;
@@ -313,7 +293,7 @@ mod tests {
         while pos < offset {
             let element = u16::from_le_bytes([full[pos + 2], full[pos + 3]]);
             let vr = &full[pos + 4..pos + 6];
-            let (len, header) = if long_length(vr) {
+            let (len, header) = if structure::has_long_length(vr) {
                 (
                     u32::from_le_bytes(full[pos + 8..pos + 12].try_into().unwrap()) as usize,
                     12,

@@ -309,6 +309,16 @@ fn has_short_length(vr: VR) -> bool {
     )
 }
 
+/// Whether an explicit VR (its two bytes) is followed by a 32-bit length
+/// (PS3.5 7.1.2), as dicom-rs reads it: an unknown VR is read as UN.
+pub fn has_long_length(vr: &[u8]) -> bool {
+    let vr = <[u8; 2]>::try_from(vr)
+        .ok()
+        .and_then(VR::from_binary)
+        .unwrap_or(VR::UN);
+    !has_short_length(vr)
+}
+
 /// The size of one value of a binary VR (1 for text and bytes).
 fn binary_size(vr: VR) -> u32 {
     match vr {
