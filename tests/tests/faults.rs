@@ -564,6 +564,95 @@ fn run(plan: Plan) {
     );
 }
 
+/// The other path to two result sets: a PACS sends 24 of 32 slices, then
+/// pauses longer than `listener.stable_seconds`, so the partial series
+/// completes and gets a job; then it sends the rest, and the whole series
+/// gets a second job. The worker must not deliver the partial one: when it
+/// comes to run it, the series no longer has the content the job was made
+/// for, and the job ends without results, superseded by the whole series'
+/// job. (The worker starts only once both jobs exist, so the order is fixed.)
+#[test]
+fn a_job_for_a_partial_series_gives_way_to_the_whole_series() {
+    let Some(data) = test_data() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let Some(pg) = PgServer::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let subset = slices_subset(&data, tmp.path());
+    let (files, _, series_uid) = new_study(&subset, &tmp.path().join("study"), &mut Rng(seed()));
+    let metadata_url = pg.create_database("supersede");
+    let env = [
+        ("LIVERSEG__STORAGE__METADATA_URL", metadata_url.as_str()),
+        ("LIVERSEG__QUEUE__URL", redis.url.as_str()),
+        ("LIVERSEG__LISTENER__STABLE_SECONDS", "2"),
+        ("LIVERSEG__LOG__LEVEL", "warn"),
+    ];
+    let dir = tmp.path().join("liverseg");
+    std::fs::create_dir_all(&dir).unwrap();
+    let listener = Service::start_roles(&dir, free_port(), Some("listener"), &env);
+    let send = |files: &[PathBuf]| {
+        let paths: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
+        let out = storescu(listener.dicom_port, "LIVERSEG", "PACS", &paths, &[]).unwrap();
+        assert!(
+            out.status.success(),
+            "storescu: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let count =
+        |n: u64| move |jobs: &[Value]| jobs.iter().any(|j| j["instance_count"].as_u64() == Some(n));
+
+    send(&files[..24]);
+    let mut jobs = Vec::new();
+    liverseg_tests::wait_until(Duration::from_secs(30), || {
+        jobs = listener.jobs_for(&series_uid);
+        count(24)(&jobs)
+    });
+    assert!(count(24)(&jobs), "no job for the 24 slices: {jobs:?}");
+    send(&files[24..]);
+    liverseg_tests::wait_until(Duration::from_secs(30), || {
+        jobs = listener.jobs_for(&series_uid);
+        count(32)(&jobs)
+    });
+    assert!(count(32)(&jobs), "no job for the 32 slices: {jobs:?}");
+
+    let worker = Service::start_roles(&dir, free_port(), Some("worker"), &env);
+    liverseg_tests::wait_until(Duration::from_secs(300), || {
+        jobs = listener.jobs_for(&series_uid);
+        jobs.len() == 2 && jobs.iter().all(|j| j["state"] == "done")
+    });
+    drop(worker);
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    let results = |job: &Value| {
+        let id = job["id"].as_str().unwrap();
+        let shown: Value =
+            serde_json::from_slice(&listener.cli(&["jobs", "show", id]).stdout).expect("jobs show");
+        // The DICOM ones (the mesh files are kept beside them).
+        shown["results"].as_array().map_or(0, |rs| {
+            rs.iter()
+                .filter(|r| r["sop_instance_uid"].is_string())
+                .count()
+        })
+    };
+    for job in &jobs {
+        assert_eq!(job["state"], "done", "{job}");
+        let summary: Value = serde_json::from_str(job["detail"].as_str().unwrap()).unwrap();
+        if job["instance_count"] == 24 {
+            assert!(
+                summary["superseded"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("24 instances then, 32 now")),
+                "the partial job was not superseded: {summary}"
+            );
+            assert_eq!(results(job), 0, "the partial job kept results");
+        } else {
+            assert_eq!(summary["liver_found"], true, "{summary}");
+            assert_eq!(results(job), 3, "SEG, STL and SR for the whole series");
+        }
+    }
+}
+
 /// The slices every study copies, in `dir/subset`, named so that the
 /// copies (and the sends) go feet to head.
 fn slices_subset(data: &Path, dir: &Path) -> PathBuf {
