@@ -137,34 +137,12 @@ fn soak() {
 /// 32 instances.
 #[test]
 fn a_series_resent_through_another_listener_becomes_one_job() {
-    let Some(data) = test_data() else { return };
-    let Some(redis) = RedisServer::start() else {
+    let Some(setup) = StepByStep::start("resend") else {
         return;
     };
-    let Some(pg) = PgServer::start() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let subset = slices_subset(&data, tmp.path());
-    let (files, _, series_uid) = new_study(&subset, &tmp.path().join("study"), &mut Rng(seed()));
-    let metadata_url = pg.create_database("resend");
-    let env = [
-        ("LIVERSEG__STORAGE__METADATA_URL", metadata_url.as_str()),
-        ("LIVERSEG__QUEUE__URL", redis.url.as_str()),
-        ("LIVERSEG__LISTENER__STABLE_SECONDS", "2"),
-        ("LIVERSEG__LOG__LEVEL", "warn"),
-    ];
-    let dir = tmp.path().join("liverseg");
-    std::fs::create_dir_all(&dir).unwrap();
-    let a = Service::start_roles(&dir, free_port(), Some("listener"), &env);
-    let b = Service::start_roles(&dir, free_port(), Some("listener"), &env);
-    let send = |svc: &Service, files: &[PathBuf]| {
-        let paths: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
-        let out = storescu(svc.dicom_port, "LIVERSEG", "PACS", &paths, &[]).unwrap();
-        assert!(
-            out.status.success(),
-            "storescu: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let (files, series_uid) = (&setup.files, &setup.series_uid);
+    let a = setup.role("listener");
+    let b = setup.role("listener");
 
     send(&a, &files[..24]);
     let resent = Instant::now();
@@ -181,11 +159,11 @@ fn a_series_resent_through_another_listener_becomes_one_job() {
     // Completion after 2 s of quiet; give both replicas time to act.
     let mut jobs = Vec::new();
     liverseg_tests::wait_until(Duration::from_secs(30), || {
-        jobs = a.jobs_for(&series_uid);
+        jobs = a.jobs_for(series_uid);
         jobs.iter().any(|j| j["instance_count"] == 32)
     });
     std::thread::sleep(Duration::from_secs(3));
-    let jobs = a.jobs_for(&series_uid);
+    let jobs = a.jobs_for(series_uid);
     let listed: Vec<String> = jobs
         .iter()
         .map(|j| format!("{} with {} instances", j["id"], j["instance_count"]))
@@ -573,53 +551,31 @@ fn run(plan: Plan) {
 /// job. (The worker starts only once both jobs exist, so the order is fixed.)
 #[test]
 fn a_job_for_a_partial_series_gives_way_to_the_whole_series() {
-    let Some(data) = test_data() else { return };
-    let Some(redis) = RedisServer::start() else {
+    let Some(setup) = StepByStep::start("supersede") else {
         return;
     };
-    let Some(pg) = PgServer::start() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let subset = slices_subset(&data, tmp.path());
-    let (files, _, series_uid) = new_study(&subset, &tmp.path().join("study"), &mut Rng(seed()));
-    let metadata_url = pg.create_database("supersede");
-    let env = [
-        ("LIVERSEG__STORAGE__METADATA_URL", metadata_url.as_str()),
-        ("LIVERSEG__QUEUE__URL", redis.url.as_str()),
-        ("LIVERSEG__LISTENER__STABLE_SECONDS", "2"),
-        ("LIVERSEG__LOG__LEVEL", "warn"),
-    ];
-    let dir = tmp.path().join("liverseg");
-    std::fs::create_dir_all(&dir).unwrap();
-    let listener = Service::start_roles(&dir, free_port(), Some("listener"), &env);
-    let send = |files: &[PathBuf]| {
-        let paths: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
-        let out = storescu(listener.dicom_port, "LIVERSEG", "PACS", &paths, &[]).unwrap();
-        assert!(
-            out.status.success(),
-            "storescu: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let (files, series_uid) = (&setup.files, &setup.series_uid);
+    let listener = setup.role("listener");
     let count =
         |n: u64| move |jobs: &[Value]| jobs.iter().any(|j| j["instance_count"].as_u64() == Some(n));
 
-    send(&files[..24]);
+    send(&listener, &files[..24]);
     let mut jobs = Vec::new();
     liverseg_tests::wait_until(Duration::from_secs(30), || {
-        jobs = listener.jobs_for(&series_uid);
+        jobs = listener.jobs_for(series_uid);
         count(24)(&jobs)
     });
     assert!(count(24)(&jobs), "no job for the 24 slices: {jobs:?}");
-    send(&files[24..]);
+    send(&listener, &files[24..]);
     liverseg_tests::wait_until(Duration::from_secs(30), || {
-        jobs = listener.jobs_for(&series_uid);
+        jobs = listener.jobs_for(series_uid);
         count(32)(&jobs)
     });
     assert!(count(32)(&jobs), "no job for the 32 slices: {jobs:?}");
 
-    let worker = Service::start_roles(&dir, free_port(), Some("worker"), &env);
+    let worker = setup.role("worker");
     liverseg_tests::wait_until(Duration::from_secs(300), || {
-        jobs = listener.jobs_for(&series_uid);
+        jobs = listener.jobs_for(series_uid);
         jobs.len() == 2 && jobs.iter().all(|j| j["state"] == "done")
     });
     drop(worker);
@@ -651,6 +607,67 @@ fn a_job_for_a_partial_series_gives_way_to_the_whole_series() {
             assert_eq!(results(job), 3, "SEG, STL and SR for the whole series");
         }
     }
+}
+
+/// What the step-by-step tests share: the 32 slices as a new study, a
+/// PostgreSQL and a Redis, and roles that complete a series after 2 s of
+/// quiet.
+struct StepByStep {
+    files: Vec<PathBuf>,
+    series_uid: String,
+    dir: PathBuf,
+    metadata_url: String,
+    redis: RedisServer,
+    _pg: PgServer,
+    _tmp: tempfile::TempDir,
+}
+
+impl StepByStep {
+    /// `None` (the test skips) without the test data, Redis or PostgreSQL.
+    fn start(database: &str) -> Option<StepByStep> {
+        let data = test_data()?;
+        let redis = RedisServer::start()?;
+        let pg = PgServer::start()?;
+        let tmp = tempfile::tempdir().unwrap();
+        let subset = slices_subset(&data, tmp.path());
+        let (files, _, series_uid) =
+            new_study(&subset, &tmp.path().join("study"), &mut Rng(seed()));
+        let dir = tmp.path().join("liverseg");
+        std::fs::create_dir_all(&dir).unwrap();
+        Some(StepByStep {
+            files,
+            series_uid,
+            dir,
+            metadata_url: pg.create_database(database),
+            redis,
+            _pg: pg,
+            _tmp: tmp,
+        })
+    }
+
+    fn role(&self, roles: &str) -> Service {
+        let env = [
+            (
+                "LIVERSEG__STORAGE__METADATA_URL",
+                self.metadata_url.as_str(),
+            ),
+            ("LIVERSEG__QUEUE__URL", self.redis.url.as_str()),
+            ("LIVERSEG__LISTENER__STABLE_SECONDS", "2"),
+            ("LIVERSEG__LOG__LEVEL", "warn"),
+        ];
+        Service::start_roles(&self.dir, free_port(), Some(roles), &env)
+    }
+}
+
+/// Sends `files` to `svc` with storescu, which must see every one taken.
+fn send(svc: &Service, files: &[PathBuf]) {
+    let paths: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
+    let out = storescu(svc.dicom_port, "LIVERSEG", "PACS", &paths, &[]).unwrap();
+    assert!(
+        out.status.success(),
+        "storescu: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The slices every study copies, in `dir/subset`, named so that the
