@@ -84,7 +84,8 @@ pub fn request(
     }
 }
 
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+/// The body of a `Transfer-Encoding: chunked` response.
+pub fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
         let size_text = String::from_utf8_lossy(&raw[..eol]).to_string();

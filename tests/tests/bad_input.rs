@@ -24,6 +24,7 @@ use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason}
 use liverseg_dicom::{dimse, sop};
 use liverseg_tests::bad_input::{self, base};
 use liverseg_tests::corpus::{self, Category};
+use liverseg_tests::http::dechunk;
 use liverseg_tests::service::{Service, http_get};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::RefCell;
@@ -1101,23 +1102,6 @@ fn post(port: u16, path: &str, content_type: Option<&str>, body: &[u8]) -> Resul
     let raw = &buf[split + 4..];
     let body = if chunked { dechunk(raw) } else { raw.to_vec() };
     Ok(Reply { status, body })
-}
-
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&raw[..eol]).to_string();
-        let Ok(size) = usize::from_str_radix(size_text.trim(), 16) else {
-            break;
-        };
-        raw = &raw[eol + 2..];
-        if size == 0 || raw.len() < size {
-            break;
-        }
-        out.extend_from_slice(&raw[..size]);
-        raw = raw.get(size + 2..).unwrap_or_default();
-    }
-    out
 }
 
 const STOW_BOUNDARY: &str = "bad-input-replay";
