@@ -351,6 +351,9 @@ def sr_read(a):
         volume = g.get_measurements(name=codes.SCT.Volume)
         seg_ref = g.referenced_segment
         out.update({
+            "derivation": [m.derivation.value if m.derivation is not None else None for m in volume],
+            "qualitative": [{"name": q.name.value, "value": q.value.value, "meaning": q.value.meaning}
+                            for q in g.get_qualitative_evaluations()],
             "tracking_identifier": g.tracking_identifier,
             "tracking_uid": g.tracking_uid,
             "finding": g.finding_type.value,
@@ -365,6 +368,20 @@ def sr_read(a):
         {"series": s.SeriesInstanceUID, "instances": len(s.ReferencedSOPSequence)}
         for study in ds.CurrentRequestedProcedureEvidenceSequence for s in study.ReferencedSeriesSequence]
     out["evidence"] = evidence
+    out["series_description"] = ds.SeriesDescription
+    # Report-level qualitative evaluations (the "no liver found" report), as
+    # highdicom parsed them.
+    out["evaluations"] = []
+    for item in sr.ContentSequence:
+        if item.ConceptNameCodeSequence[0].CodeValue != "C0034375":
+            continue
+        for c in hd.sr.ContentSequence.from_sequence(item.ContentSequence):
+            entry = {"name": c.name.value, "type": c.value_type.value}
+            if c.value_type.value == "CODE":
+                entry.update({"value": c.value.value, "meaning": c.value.meaning})
+            elif c.value_type.value == "TEXT":
+                entry["text"] = c.value
+            out["evaluations"].append(entry)
     print(json.dumps(out))
 
 

@@ -19,7 +19,7 @@ import torch
 from . import geometry as g
 from .net import UNet
 
-VERSION = "1.0.0"
+VERSION = "2.0.0"
 
 
 def main(argv=None):
@@ -48,7 +48,8 @@ def main(argv=None):
         "version": args.version,
         "file": args.out.name,
         "sha256": digest,
-        "architecture": {"kind": "2.5D U-Net, nearest resize + 3x3 convolution decoder",
+        "architecture": {"kind": ("2.5D U-Net: 2x2 space-to-depth stem, U-Net at half resolution "
+                                  "(nearest resize + 3x3 convolution decoder), depth-to-space head"),
                          "widths": ck["meta"]["widths"], "parameters": params},
         "input": {
             "name": "image", "shape": [1, 3, g.GRID, g.GRID],
@@ -67,6 +68,7 @@ def main(argv=None):
                   "type": {"scheme": "SCT", "code": "10200004", "meaning": "Liver"}},
         "training": {"patients": ck["meta"]["train"], "steps": ck["meta"]["steps"],
                      "batch": ck["meta"]["batch"], "assumed_spacing": ck["meta"]["assumed_spacing"],
+                     "synthetic_lesions": ck["meta"].get("lesions", False),
                      "final_loss": ck["history"][-1]["loss"] if ck.get("history") else None},
         "cross_validation": cv,
         "licence": ("Trained on 3D-IRCADb-01 (CC BY-NC-ND 4.0), LiTS (CC BY-NC-SA 4.0) and a "

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from . import geometry as g
+from . import lesions
 from .data import Patient, load_folder
 from .net import UNet
 
@@ -56,29 +57,56 @@ def augment_coords(rng: np.random.Generator, center_mm, spacing_yx, crop_origin,
     return rows, cols
 
 
-def augment_intensity(rng: np.random.Generator, hu: torch.Tensor) -> torch.Tensor:
+def augment_intensity(rng: np.random.Generator, hu: torch.Tensor, liver: torch.Tensor) -> torch.Tensor:
+    """Scanner, dose and contrast-phase variation on hu [C, H, W]; liver [C, H, W] is 0/1."""
     a = rng.uniform(0.9, 1.1)
     b = rng.uniform(-25, 25)
     hu = hu * a + b
-    # Contrast phase: soft tissue enhancement varies (non-contrast liver ~55 HU, portal ~120).
-    gain = rng.uniform(0.6, 1.4)
+    # Contrast phase: soft tissue enhancement varies (non-contrast liver ~55 HU,
+    # portal ~110, delayed ~90); the liver also moves against its neighbours
+    # (arterial: liver dimmer than spleen and kidneys; non-contrast: close to muscle).
+    gain = rng.uniform(0.5, 1.4)
     soft = ((hu > -100) & (hu < 350)).float()
     hu = hu + soft * (hu - 40.0) * (gain - 1.0)
+    if rng.random() < 0.5:
+        hu = hu + liver * soft * rng.uniform(-50, 30)
     if rng.random() < 0.3:
         hu = F.avg_pool2d(hu[None], 3, stride=1, padding=1, count_include_pad=False)[0]
-    sigma = rng.uniform(0, 25)
-    return hu + torch.randn_like(hu) * sigma
+    # Noise from routine to low dose, sometimes spatially correlated (sharp kernels).
+    sigma = rng.uniform(0, 25) if rng.random() < 0.7 else rng.uniform(25, 60)
+    noise = torch.randn_like(hu)
+    if rng.random() < 0.4:
+        noise = F.avg_pool2d(noise[None], 3, stride=1, padding=1)[0] * 2.2
+    return hu + noise * sigma
 
 
 class Sampler:
-    def __init__(self, patients: list[Patient], seed: int):
+    def __init__(self, patients: list[Patient], seed: int, lesions: bool = True):
         self.patients = patients
+        self.lesions = lesions
         self.rng = np.random.default_rng(seed)
         self.centers = [g.body_center_mm(p.image, p.spacing[1:]) for p in patients]
         self.images = [torch.from_numpy(p.image) for p in patients]
         self.masks = [torch.from_numpy(p.mask.astype(np.float32)) for p in patients]
         n = np.array([math.sqrt(max(len(p.liver_slices), 1)) for p in patients])
         self.weights = n / n.sum()
+        self.no_liver = [np.flatnonzero(~p.mask.any(axis=(1, 2))) for p in patients]
+
+    def slabs(self, z: int, n: int, dz: float):
+        """Source slices averaged into each 2.5D channel, and each channel's offset (mm).
+
+        Mostly the native slices; sometimes a thicker reconstruction (up to 5 mm),
+        simulated by averaging the source slices a thick slice covers."""
+        thick = dz
+        if self.rng.random() < 0.35 and dz < 4.5:
+            thick = self.rng.uniform(max(dz, 2.0), 5.0)
+        per = max(1, int(round(thick / dz)))
+        k = g.neighbour_offset(per * dz) * per
+        out = []
+        for c in (z - k, z, z + k):
+            lo = c - per // 2
+            out.append([min(max(i, 0), n - 1) for i in range(lo, lo + per)])
+        return out, [-k * dz, 0.0, k * dz]
 
     def sample(self):
         rng = self.rng
@@ -86,12 +114,14 @@ class Sampler:
         p = self.patients[pi]
         s = p.image.shape[0]
         liver = p.liver_slices
-        if rng.random() < 0.8 and liver.size:
+        r = rng.random()
+        if r < 0.75 and liver.size:
             z = int(rng.choice(liver))
+        elif r < 0.9 and self.no_liver[pi].size:
+            z = int(rng.choice(self.no_liver[pi]))  # chest and pelvis: nothing to find
         else:
             z = int(rng.integers(s))
-        k = g.neighbour_offset(p.spacing[0])
-        zs = list(g.neighbour_indices(z, s, k))
+        slabs, offsets = self.slabs(z, s, p.spacing[0])
         # Window placement: mostly over the liver, sometimes anywhere on the grid.
         lo, hi = 0, g.GRID - CROP
         if rng.random() < 0.7 and p.mask[z].any():
@@ -108,10 +138,18 @@ class Sampler:
         rows, cols = augment_coords(rng, self.centers[pi], p.spacing[1:], origin)
         rows_t = torch.from_numpy(rows).float()[None]
         cols_t = torch.from_numpy(cols).float()[None]
-        hu = g.sample_slices(self.images[pi][zs][None], rows_t, cols_t)[0]
-        hu = augment_intensity(rng, hu)
-        m = g.sample_slices(self.masks[pi][z][None, None] + g.AIR_HU, rows_t, cols_t)[0] - g.AIR_HU
-        return g.normalise(hu), (m > 0.5).float()
+        flat = sorted({i for slab in slabs for i in slab})
+        where = {i: j for j, i in enumerate(flat)}
+        hu_all = g.sample_slices(self.images[pi][flat][None], rows_t, cols_t)[0]
+        m_all = g.sample_slices(self.masks[pi][flat][None] + g.AIR_HU, rows_t, cols_t)[0] - g.AIR_HU
+        hu = torch.stack([hu_all[[where[i] for i in slab]].mean(0) for slab in slabs])
+        m = torch.stack([m_all[[where[i] for i in slab]].mean(0) for slab in slabs])
+        m = (m > 0.5).float()
+        if self.lesions and rng.random() < 0.6 and m[1].any():
+            pixel_mm = g.SPACING_MM  # augment_coords scales around this; close enough for sizes
+            hu, m = lesions.paste(rng, hu, m, offsets, pixel_mm, int(rng.integers(1, 4)))
+        hu = augment_intensity(rng, hu, m)
+        return g.normalise(hu), m[1:2]
 
     def batch(self, n):
         xs, ys = zip(*(self.sample() for _ in range(n)))
@@ -143,6 +181,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=17)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--checkpoint-every", type=int, default=100)
+    ap.add_argument("--no-lesions", action="store_true", help="ablation: no synthetic lesions")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -162,7 +201,7 @@ def main(argv=None):
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps,
                                                 pct_start=0.05)
-    sampler = Sampler(patients, args.seed)
+    sampler = Sampler(patients, args.seed, lesions=not args.no_lesions)
     step = 0
     history = []
     if ckpt_path.exists():
@@ -176,7 +215,7 @@ def main(argv=None):
         print(f"resumed at step {step}", flush=True)
 
     meta = {"holdout": args.holdout, "train": [p.name for p in patients], "steps": args.steps,
-            "batch": args.batch, "lr": args.lr, "seed": args.seed, "widths": model.widths,
+            "batch": args.batch, "lesions": not args.no_lesions, "lr": args.lr, "seed": args.seed, "widths": model.widths,
             "assumed_spacing": {p.name: p.spacing for p in patients if p.spacing_assumed}}
     model.train()
     t0, running = time.time(), []

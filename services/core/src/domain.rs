@@ -252,8 +252,12 @@ pub struct Job {
     pub instance_count: i64,
     /// Last error, or a short result summary (JSON) when done.
     pub detail: Option<String>,
-    /// The segmented liver volume, once results exist.
+    /// The segmented liver volume, once results exist (none when no liver
+    /// was found; a lower bound when the scan cuts the liver).
     pub liver_volume_ml: Option<f64>,
+    /// The model's verdict on its result: liver found, coverage, flags.
+    #[serde(default)]
+    pub assessment: Option<crate::Assessment>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -166,19 +166,92 @@ pub fn load_series(paths: &[PathBuf]) -> Result<Volume, VolumeError> {
     load_images(paths, true)
 }
 
+/// A folder's series and what was set aside from it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub volume: Volume,
+    /// The image files, in path order.
+    pub files: Vec<PathBuf>,
+    /// Objects that are not images (a directory record, a report, a
+    /// presentation state...): each file and what it is.
+    pub skipped: Vec<(PathBuf, &'static str)>,
+}
+
+/// What a non-image object in an export folder is, by its Media Storage
+/// SOP Class UID; `None` for images (and for classes not known here, which
+/// then meet the usual checks).
+pub fn non_image_kind(sop_class_uid: &str) -> Option<&'static str> {
+    // A class and every class under it (".7" covers the multi-frame
+    // secondary captures, ".88" every SR, dose reports and key objects).
+    const ROOTS: [(&str, &str); 8] = [
+        ("1.2.840.10008.1.3.10", "a directory record (DICOMDIR)"),
+        ("1.2.840.10008.5.1.4.1.1.88", "a structured report"),
+        ("1.2.840.10008.5.1.4.1.1.11", "a presentation state"),
+        ("1.2.840.10008.5.1.4.1.1.7", "a secondary capture"),
+        ("1.2.840.10008.5.1.4.1.1.104", "an encapsulated document"),
+        ("1.2.840.10008.5.1.4.1.1.66", "raw data or a segmentation"),
+        ("1.2.840.10008.5.1.4.1.1.481", "a radiotherapy object"),
+        ("1.2.840.10008.5.1.4.1.1.9", "a waveform"),
+    ];
+    let uid = crate::uid::trim(sop_class_uid);
+    ROOTS
+        .iter()
+        .find(|(root, _)| {
+            uid.strip_prefix(root)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        })
+        .map(|(_, kind)| *kind)
+}
+
+/// The Media Storage SOP Class UID of a Part 10 file (`None` when the file
+/// has no readable file meta group).
+fn media_storage_class(path: &Path) -> Option<String> {
+    let obj = OpenFileOptions::new()
+        .read_until(dicom_dictionary_std::tags::SPECIFIC_CHARACTER_SET)
+        .open_file(path)
+        .ok()?;
+    Some(crate::uid::trim(obj.meta().media_storage_sop_class_uid()).to_string())
+}
+
 /// Decodes every DICOM file under `dir` (recursively; hidden files and
 /// DICOMDIR skipped) as one series: CT images when `require_ct`, else any
 /// single-frame greyscale images (per-slice masks). Any unreadable file, or
 /// files from more than one series, is an error naming them.
 pub fn load_dir(dir: &Path, require_ct: bool) -> Result<Volume, VolumeError> {
-    let paths = crate::scu::collect_files(dir).map_err(|e| VolumeError::Io {
+    load_dir_listing(dir, require_ct).map(|l| l.volume)
+}
+
+/// [`load_dir`] that sets aside the non-image objects a scanner's or PACS's
+/// export folder holds beside the slices (see [`non_image_kind`]) and lists
+/// them, instead of failing on them.
+pub fn load_dir_listing(dir: &Path, require_ct: bool) -> Result<Loaded, VolumeError> {
+    let all = crate::scu::collect_files(dir).map_err(|e| VolumeError::Io {
         path: dir.into(),
         source: e,
     })?;
-    if paths.is_empty() {
+    if all.is_empty() {
         return Err(VolumeError::Series(format!(
             "{}: no files in the folder",
             dir.display()
+        )));
+    }
+    let mut paths = Vec::with_capacity(all.len());
+    let mut skipped = Vec::new();
+    for p in all {
+        match media_storage_class(&p).as_deref().and_then(non_image_kind) {
+            Some(kind) => skipped.push((p, kind)),
+            None => paths.push(p),
+        }
+    }
+    if paths.is_empty() {
+        let list: Vec<String> = skipped
+            .iter()
+            .map(|(p, kind)| format!("{} is {kind}", p.display()))
+            .collect();
+        return Err(VolumeError::Series(format!(
+            "{}: no images in the folder ({})",
+            dir.display(),
+            list.join("; ")
         )));
     }
     // A header-only pass first (it stops before Pixel Data): a folder of two
@@ -211,7 +284,12 @@ pub fn load_dir(dir: &Path, require_ct: bool) -> Result<Volume, VolumeError> {
             list.join("; ")
         )));
     }
-    load_images(&paths, require_ct)
+    let volume = load_images(&paths, require_ct)?;
+    Ok(Loaded {
+        volume,
+        files: paths,
+        skipped,
+    })
 }
 
 fn load_images(paths: &[PathBuf], require_ct: bool) -> Result<Volume, VolumeError> {

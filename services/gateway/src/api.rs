@@ -101,7 +101,35 @@ async fn newest(state: &AppState, study: &str) -> ApiResult<(SegVersion, Vec<Res
 
 async fn liver(State(state): State<AppState>, Path(study): Path<String>) -> ApiResult<Response> {
     let (v, _) = newest(&state, &study).await?;
+    // The verdict of the job that made this version (a correction keeps
+    // the AI's verdict on coverage: the scan is the same).
+    let mut assessment = None;
+    for job in [v.job_id]
+        .into_iter()
+        .flatten()
+        .chain(ai_job(&state, &v.source_series_uid).await?)
+    {
+        if let Some(a) = state
+            .deps
+            .store
+            .get_job(job)
+            .await?
+            .and_then(|j| j.assessment)
+        {
+            assessment = Some(a);
+            break;
+        }
+    }
+    let (coverage, flags) = match &assessment {
+        Some(a) => (
+            serde_json::to_value(&a.coverage).unwrap_or_default(),
+            serde_json::to_value(&a.flags).unwrap_or_default(),
+        ),
+        None => (serde_json::Value::Null, serde_json::json!([])),
+    };
     Ok(Json(serde_json::json!({
+        "coverage": coverage,
+        "flags": flags,
         "study_uid": study,
         "series_uid": v.source_series_uid,
         "version": v.version,
@@ -112,6 +140,18 @@ async fn liver(State(state): State<AppState>, Path(study): Path<String>) -> ApiR
         "stl": format!("/api/v1/studies/{study}/liver.stl"),
     }))
     .into_response())
+}
+
+/// The job that made the AI version of `series`, if any.
+async fn ai_job(state: &AppState, series: &str) -> ApiResult<Option<liverseg_core::JobId>> {
+    Ok(state
+        .deps
+        .store
+        .seg_versions(series)
+        .await?
+        .into_iter()
+        .find(|v| v.origin == liverseg_core::SegOrigin::Ai)
+        .and_then(|v| v.job_id))
 }
 
 async fn file(state: &AppState, study: &str, kind: &str, media: &str) -> ApiResult<Response> {

@@ -852,6 +852,28 @@ fn job_pb(j: &Job) -> pb::Job {
         liver_volume_ml: j.liver_volume_ml,
         created_at_ms: j.created_at,
         updated_at_ms: j.updated_at,
+        assessment: j.assessment.as_ref().map(|a| pb::Assessment {
+            liver_found: a.liver_found,
+            no_liver_reason: a
+                .no_liver
+                .as_ref()
+                .map(|n| n.reason.as_str().to_string())
+                .unwrap_or_default(),
+            no_liver_detail: a
+                .no_liver
+                .as_ref()
+                .map(|n| n.detail.clone())
+                .unwrap_or_default(),
+            coverage_complete: a.coverage.complete,
+            cut: a
+                .coverage
+                .cut
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect(),
+            flags: a.flags.iter().map(|f| f.as_str().to_string()).collect(),
+            uncertainty: a.uncertainty,
+        }),
     }
 }
 

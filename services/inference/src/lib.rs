@@ -4,9 +4,11 @@
 //! - [`grid`]: where voxels lie (LPS) and their canonical layout;
 //! - [`preprocess`]: the network's 2.5D input window and the way back;
 //! - [`model`]: the manifest and the tract-onnx runner;
-//! - [`segment`]: slices in parallel, then [`postprocess`] in 3D;
+//! - [`segment`]: slices in parallel, then [`postprocess`] in 3D and
+//!   [`assess`]: is it a liver, is it whole, was the network sure;
 //! - [`metrics`]: Dice, HD95 and volumes; [`nifti`]: NIfTI-1 I/O.
 
+pub mod assess;
 pub mod grid;
 pub mod metrics;
 pub mod model;

@@ -95,12 +95,20 @@ pub fn fill_holes(mask: &mut [u8], dims: [usize; 3]) {
     }
 }
 
+/// Voxels the network marked, and those of them in the largest component:
+/// a liver is one dominant piece, scattered findings are not a liver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Kept {
+    pub marked: usize,
+    pub largest: usize,
+}
+
 /// Largest component, then hole filling. Both run inside the mask's bounding
 /// box grown by one voxel: the same result (the box's border is background
 /// and connected around the mask), at a fraction of the cost.
-pub fn postprocess(mask: &mut [u8], dims: [usize; 3]) {
+pub fn postprocess(mask: &mut [u8], dims: [usize; 3]) -> Kept {
     let Some((lo, hi)) = bounding_box(mask, dims) else {
-        return;
+        return Kept::default();
     };
     // Only grow where the volume allows: a mask touching the volume's border
     // keeps that border as the box's border, as in the full computation.
@@ -115,13 +123,20 @@ pub fn postprocess(mask: &mut [u8], dims: [usize; 3]) {
             crop.extend_from_slice(&mask[row + lo[2]..=row + hi[2]]);
         }
     }
+    let marked = count(&crop);
     largest_component(&mut crop, sub);
+    let largest = count(&crop);
     fill_holes(&mut crop, sub);
     for (i, chunk) in crop.chunks_exact(sub[2]).enumerate() {
         let (z, y) = (lo[0] + i / sub[1], lo[1] + i % sub[1]);
         let row = (z * r + y) * c;
         mask[row + lo[2]..=row + hi[2]].copy_from_slice(chunk);
     }
+    Kept { marked, largest }
+}
+
+fn count(mask: &[u8]) -> usize {
+    mask.iter().filter(|v| **v != 0).count()
 }
 
 /// Inclusive (z, y, x) bounds of the set voxels.

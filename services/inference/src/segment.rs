@@ -2,6 +2,7 @@
 //! network on a pool of threads, logits back to the source grid, 3D clean-up.
 
 use crate::Error;
+use crate::assess::{Evidence, UNSURE_LOGIT, assess};
 use crate::grid::Grid;
 use crate::model::Model;
 use crate::postprocess::postprocess;
@@ -26,6 +27,9 @@ pub struct Segmentation {
     /// Wall time of each network call, one per slice run, in run order
     /// per thread (for latency histograms).
     pub slice_seconds: Vec<f32>,
+    /// Whether this is a liver, whole or cut, and how sure the network was.
+    /// When no liver is found the mask is empty.
+    pub assessment: liverseg_core::Assessment,
 }
 
 /// How slices are chosen.
@@ -93,9 +97,14 @@ pub fn segment(
     // The total shown grows once the coarse pass has found the extent.
     let planned = first.len();
     let mut slice_seconds = Vec::with_capacity(s);
-    let counts = pool.run(&first, &mut canon_mask, &mut slice_seconds, &|d| {
-        progress(d, planned)
-    })?;
+    let mut tally = Tally::default();
+    let counts = pool.run(
+        &first,
+        &mut canon_mask,
+        &mut slice_seconds,
+        &mut tally,
+        &|d| progress(d, planned),
+    )?;
     let mut slices_run = first.len();
     if let Some(step) = rest {
         // A coarse slice shows liver when at least MIN_LIVER_MM2 of it is
@@ -112,14 +121,30 @@ pub fn segment(
             let hi = (hi + 2 * step).min(s - 1);
             let second: Vec<usize> = (lo..=hi).filter(|z| z % step != 0).collect();
             let total = first.len() + second.len();
-            pool.run(&second, &mut canon_mask, &mut slice_seconds, &|d| {
-                progress(d, total)
-            })?;
+            pool.run(
+                &second,
+                &mut canon_mask,
+                &mut slice_seconds,
+                &mut tally,
+                &|d| progress(d, total),
+            )?;
             slices_run = total;
         }
     }
     let network_seconds = net_start.elapsed().as_secs_f64();
-    postprocess(&mut canon_mask, dims);
+    let kept = postprocess(&mut canon_mask, dims);
+    let assessment = assess(&Evidence {
+        mask: &canon_mask,
+        hu: &canon_hu,
+        dims,
+        spacing: canonical.spacing,
+        kept,
+        unsure_pixels: tally.unsure,
+        liver_pixels: tally.liver,
+    });
+    if !assessment.liver_found {
+        canon_mask.fill(0);
+    }
     // Moved, not copied, when the series is already canonical.
     let mask = if canonical.is_identity() {
         canon_mask
@@ -136,6 +161,7 @@ pub fn segment(
         network_seconds,
         total_seconds: start.elapsed().as_secs_f64(),
         slice_seconds,
+        assessment,
     })
 }
 
@@ -163,6 +189,14 @@ fn longest_run(hit: &[bool], max_gap: usize) -> Option<(usize, usize)> {
     best
 }
 
+/// Pixels of the network's grid called liver, and those whose logit lay
+/// within [`UNSURE_LOGIT`] of the threshold, over every slice run.
+#[derive(Debug, Default)]
+struct Tally {
+    liver: usize,
+    unsure: usize,
+}
+
 /// Threads that claim slices one at a time and write their own output planes.
 struct SlicePool<'a> {
     model: &'a Model,
@@ -175,14 +209,15 @@ struct SlicePool<'a> {
 }
 
 impl SlicePool<'_> {
-    /// Runs slices `zs`, thresholding into `mask` and appending each
-    /// network call's seconds to `seconds`; returns each slice's count of
-    /// liver pixels. `progress` gets the running total.
+    /// Runs slices `zs`, thresholding into `mask`, appending each network
+    /// call's seconds to `seconds` and counting into `tally`; returns each
+    /// slice's count of liver pixels. `progress` gets the running total.
     fn run(
         &self,
         zs: &[usize],
         mask: &mut [u8],
         seconds: &mut Vec<f32>,
+        tally: &mut Tally,
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<usize>, Error> {
         let threshold = self.model.manifest.output.threshold_logit;
@@ -190,7 +225,7 @@ impl SlicePool<'_> {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         // Each thread claims indices into `zs` and returns its thresholded planes.
-        let work = || -> Result<Vec<(usize, Vec<u8>, f32)>, Error> {
+        let work = || -> Result<Vec<(usize, Vec<u8>, f32, Tally)>, Error> {
             let mut planes = Vec::new();
             let mut logits_src = Vec::with_capacity(self.plane);
             while !failed.load(Ordering::Relaxed) {
@@ -204,6 +239,13 @@ impl SlicePool<'_> {
                         failed.store(true, Ordering::Relaxed);
                     })?;
                 let took = started.elapsed().as_secs_f32();
+                let counted = Tally {
+                    liver: logits.iter().filter(|l| **l > threshold).count(),
+                    unsure: logits
+                        .iter()
+                        .filter(|l| (**l - threshold).abs() < UNSURE_LOGIT)
+                        .count(),
+                };
                 self.window
                     .logits_to_slice(&logits, background, &mut logits_src);
                 planes.push((
@@ -213,6 +255,7 @@ impl SlicePool<'_> {
                         .map(|l| u8::from(*l > threshold))
                         .collect(),
                     took,
+                    counted,
                 ));
                 progress(self.done.fetch_add(1, Ordering::Relaxed) + 1);
             }
@@ -229,8 +272,10 @@ impl SlicePool<'_> {
         });
         let mut counts = vec![0; zs.len()];
         for result in results {
-            for (i, plane, took) in result? {
+            for (i, plane, took, counted) in result? {
                 seconds.push(took);
+                tally.liver += counted.liver;
+                tally.unsure += counted.unsure;
                 let z = zs[i];
                 counts[i] = plane.iter().map(|v| *v as usize).sum();
                 mask[z * self.plane..(z + 1) * self.plane].copy_from_slice(&plane);

@@ -28,9 +28,14 @@ struct DicomSource {
 /// A CT volume from a folder of DICOM files (one series) or a NIfTI file.
 fn load_ct(input: &Path) -> anyhow::Result<(Grid, Vec<f32>, Option<DicomSource>)> {
     if input.is_dir() {
-        let mut volume = liverseg_dicom::volume::load_dir(input, true)?;
+        let loaded = liverseg_dicom::volume::load_dir_listing(input, true)?;
+        for (path, kind) in &loaded.skipped {
+            eprintln!("note: skipped {}: {kind}, not an image", path.display());
+        }
+        let mut volume = loaded.volume;
         let hu = std::mem::take(&mut volume.hu);
-        let header_file = liverseg_dicom::scu::collect_files(input)?
+        let header_file = loaded
+            .files
             .into_iter()
             .next()
             .ok_or_else(|| anyhow!("{}: no files", input.display()))?;
@@ -98,8 +103,14 @@ pub fn segment(args: SegmentArgs) -> anyhow::Result<()> {
     let results_start = Instant::now();
     let artifacts = result_files(&grid, &seg, dicom.as_ref(), m, args.max_triangles)?;
     let results_seconds = results_start.elapsed().as_secs_f64();
+    let a = &seg.assessment;
     let summary = json!({
-        "liver_volume_ml": seg.liver_volume_ml,
+        "liver_found": a.liver_found,
+        "liver_volume_ml": a.liver_found.then_some(seg.liver_volume_ml),
+        "coverage": a.coverage,
+        "flags": a.flags,
+        "no_liver": a.no_liver,
+        "uncertainty": a.uncertainty,
         "slices": seg.slices,
         "slices_run": seg.slices_run,
         "seconds": start.elapsed().as_secs_f64(),
@@ -125,10 +136,18 @@ pub fn segment(args: SegmentArgs) -> anyhow::Result<()> {
     if dicom.is_none() {
         eprintln!("note: SEG and SR need a DICOM series as input; wrote the mesh only");
     }
+    let finding = match &a.no_liver {
+        Some(n) => format!("no liver found ({}: {})", n.reason.as_str(), n.detail),
+        None if a.caveat().is_empty() => format!("liver {:.1} ml", seg.liver_volume_ml),
+        None => format!(
+            "liver {:.1} ml ({}; the volume is a lower bound where cut)",
+            seg.liver_volume_ml,
+            a.caveat()
+        ),
+    };
     println!(
-        "{}: liver {:.1} ml over {} slices in {:.2} s -> {}",
+        "{}: {finding} over {} slices in {:.2} s -> {}",
         args.input.display(),
-        seg.liver_volume_ml,
         seg.slices,
         start.elapsed().as_secs_f64(),
         args.out.display()
@@ -146,11 +165,10 @@ fn result_files(
     manifest: &liverseg_inference::Manifest,
     max_triangles: usize,
 ) -> anyhow::Result<Vec<results::Artifact>> {
-    if seg.liver_voxels == 0 {
-        eprintln!("note: no liver found; no SEG, SR or mesh written");
-        return Ok(Vec::new());
-    }
     let Some(d) = dicom else {
+        if !seg.assessment.liver_found {
+            return Ok(Vec::new());
+        }
         let (mesh, _) = results::liver_mesh(grid, &seg.mask, max_triangles)?;
         return Ok(results::mesh_files(&mesh).into());
     };
@@ -168,6 +186,7 @@ fn result_files(
         &d.header_file,
         &seg.mask,
         seg.liver_volume_ml,
+        &seg.assessment,
         manifest,
         &ctx,
         max_triangles,

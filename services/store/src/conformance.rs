@@ -740,13 +740,28 @@ pub async fn results_are_replaced_as_a_whole(store: Store) {
     let (job, _) = store.create_job(&new_job(&uid(2), "fp-res")).await.unwrap();
     assert!(store.results(job.id).await.unwrap().is_empty());
     let first = vec![result(job.id, "seg", true), result(job.id, "stl", false)];
+    // A cut liver the model was unsure of: the verdict is kept with the job.
+    let partial = liverseg_core::Assessment {
+        liver_found: true,
+        no_liver: None,
+        coverage: liverseg_core::Coverage {
+            complete: false,
+            cut: vec![liverseg_core::Side::Superior],
+        },
+        flags: vec![
+            liverseg_core::Flag::PartialCoverage,
+            liverseg_core::Flag::Uncertain,
+        ],
+        uncertainty: 0.25,
+    };
     store
-        .put_results(job.id, &first, Some(1534.25))
+        .put_results(job.id, &first, Some(1534.25), Some(&partial))
         .await
         .unwrap();
     assert_eq!(store.results(job.id).await.unwrap(), first);
     let job_now = store.get_job(job.id).await.unwrap().unwrap();
     assert_eq!(job_now.liver_volume_ml, Some(1534.25));
+    assert_eq!(job_now.assessment.as_ref(), Some(&partial));
     assert!(first[0].is_dicom() && !first[1].is_dicom());
 
     let second = vec![result(job.id, "glb", false), result(job.id, "sr", true)];
@@ -754,12 +769,22 @@ pub async fn results_are_replaced_as_a_whole(store: Store) {
     // (a driver that typed a NULL real differently from a value broke this).
     for i in 0..8 {
         let volume = (i % 2 == 0).then_some(1000.0 + f64::from(i) / 3.0);
-        store.put_results(job.id, &second, volume).await.unwrap();
+        store
+            .put_results(job.id, &second, volume, None)
+            .await
+            .unwrap();
         let job_now = store.get_job(job.id).await.unwrap().unwrap();
         assert_eq!(job_now.liver_volume_ml, volume);
     }
-    store.put_results(job.id, &second, None).await.unwrap();
+    store
+        .put_results(job.id, &second, None, None)
+        .await
+        .unwrap();
     assert_eq!(store.results(job.id).await.unwrap(), second);
+    assert_eq!(
+        store.get_job(job.id).await.unwrap().unwrap().assessment,
+        None
+    );
     assert_eq!(
         store
             .get_job(job.id)

@@ -8,8 +8,8 @@
 
 use async_trait::async_trait;
 use liverseg_core::{
-    AuditEvent, AuditRecord, DeliveryRecord, InstanceRecord, Job, JobId, JobKind, JobState,
-    ResultObject, SegVersion, SeriesRecord, SeriesState,
+    Assessment, AuditEvent, AuditRecord, DeliveryRecord, InstanceRecord, Job, JobId, JobKind,
+    JobState, ResultObject, SegVersion, SeriesRecord, SeriesState,
 };
 
 pub mod blob;
@@ -147,12 +147,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         count_attempt: bool,
     ) -> Result<Option<Job>>;
     /// Replaces the job's results with `objects` and records the liver
-    /// volume, in one transaction.
+    /// volume and the model's verdict on it, in one transaction.
     async fn put_results(
         &self,
         job: JobId,
         objects: &[ResultObject],
         liver_volume_ml: Option<f64>,
+        assessment: Option<&Assessment>,
     ) -> Result<()>;
     /// The job's results, ordered by kind.
     async fn results(&self, job: JobId) -> Result<Vec<ResultObject>>;

@@ -11,8 +11,8 @@ use crate::{MetadataStore, NewJob, Result, SeriesSummary, StoreError};
 use async_trait::async_trait;
 use liverseg_core::time::now_millis;
 use liverseg_core::{
-    AuditEvent, AuditRecord, DeliveryRecord, InstanceMeta, InstanceRecord, Job, JobId, JobState,
-    ResultObject, SegVersion, SeriesRecord, SeriesState,
+    Assessment, AuditEvent, AuditRecord, DeliveryRecord, InstanceMeta, InstanceRecord, Job, JobId,
+    JobState, ResultObject, SegVersion, SeriesRecord, SeriesState,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -56,7 +56,7 @@ const INSTANCE_COLS: &str = "sop_instance_uid, sop_class_uid, series_uid, study_
 const SERIES_COLS: &str = "series_uid, study_uid, modality, state, reason, instance_count, \
      first_received_at, last_received_at";
 const JOB_COLS: &str = "id, kind, study_uid, series_uid, fingerprint, state, attempts, \
-     instance_count, detail, liver_volume_ml, created_at, updated_at";
+     instance_count, detail, liver_volume_ml, assessment, created_at, updated_at";
 const VERSION_COLS: &str = "sop_instance_uid, series_uid, source_series_uid, study_uid, version, \
      predecessor, origin, job_id, blob_key, sha256, history_json, dice_vs_ai, volume_ml, \
      volume_change_ml, created_at";
@@ -372,6 +372,8 @@ const MIGRATIONS: &[&[&str]] = &[
         "postgres:CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
         FOR EACH STATEMENT EXECUTE FUNCTION liverseg_append_only()",
     ],
+    // The model's verdict on its result (JSON of liverseg_core::Assessment).
+    &["ALTER TABLE jobs ADD COLUMN assessment TEXT"],
 ];
 
 /// Pool options with the pragmas every SQLite connection needs.
@@ -524,6 +526,11 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
         instance_count: row.try_get("instance_count").map_err(d())?,
         detail: row.try_get("detail").map_err(d())?,
         liver_volume_ml: row.try_get("liver_volume_ml").map_err(d())?,
+        assessment: row
+            .try_get::<Option<String>, _>("assessment")
+            .map_err(d())?
+            .map(|j| serde_json::from_str(&j).map_err(|e| corrupt("job assessment")(e.to_string())))
+            .transpose()?,
         created_at: row.try_get("created_at").map_err(d())?,
         updated_at: row.try_get("updated_at").map_err(d())?,
     })
@@ -790,7 +797,7 @@ impl MetadataStore for SqlStore {
         // winner's commit) gets none and reads the winner's row below.
         let sql = format!(
             "INSERT INTO jobs ({JOB_COLS}) \
-             VALUES ($1, $7, $2, $3, $4, 'received', 0, $5, NULL, NULL, $6, $6) \
+             VALUES ($1, $7, $2, $3, $4, 'received', 0, $5, NULL, NULL, NULL, $6, $6) \
              ON CONFLICT (series_uid, fingerprint) DO NOTHING \
              RETURNING {JOB_COLS}"
         );
@@ -924,7 +931,12 @@ impl MetadataStore for SqlStore {
         job: JobId,
         objects: &[ResultObject],
         liver_volume_ml: Option<f64>,
+        assessment: Option<&Assessment>,
     ) -> Result<()> {
+        let assessment = assessment
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| corrupt("job assessment")(e.to_string()))?;
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM results WHERE job_id = $1")
             .bind(job.to_string())
@@ -951,12 +963,13 @@ impl MetadataStore for SqlStore {
                 .map_err(q("put results"))?;
         }
         sqlx::query(
-            "UPDATE jobs SET liver_volume_ml = CAST($2 AS DOUBLE PRECISION), updated_at = $3 \
-             WHERE id = $1",
+            "UPDATE jobs SET liver_volume_ml = CAST($2 AS DOUBLE PRECISION), updated_at = $3, \
+             assessment = $4 WHERE id = $1",
         )
         .bind(job.to_string())
         .bind(real(liver_volume_ml))
         .bind(now_millis())
+        .bind(assessment)
         .execute(&mut *tx)
         .await
         .map_err(q("put results"))?;

@@ -14,6 +14,7 @@ pub const BYTES: &str = "liverseg_received_bytes_total";
 pub const SERIES: &str = "liverseg_series_completed_total";
 pub const JOBS: &str = "liverseg_jobs";
 pub const JOBS_FINISHED: &str = "liverseg_jobs_finished_total";
+pub const RESULTS: &str = "liverseg_segmentation_outcomes_total";
 pub const QUEUE_MESSAGES: &str = "liverseg_queue_messages";
 pub const QUEUE_LAG: &str = "liverseg_queue_oldest_message_age_seconds";
 pub const STAGE: &str = "liverseg_stage_duration_seconds";
@@ -72,6 +73,10 @@ fn describe() {
     describe_counter!(
         JOBS_FINISHED,
         "Job runs ended in this process by kind and outcome (done, failed, dead)"
+    );
+    describe_counter!(
+        RESULTS,
+        "Segmentations by outcome (liver, partial, uncertain, no_liver): a partial and uncertain result counts under both"
     );
     describe_gauge!(
         QUEUE_MESSAGES,
@@ -146,6 +151,23 @@ pub fn series_completed(outcome: &'static str) {
 pub fn jobs_by_state<'a>(counts: impl IntoIterator<Item = (&'a str, i64)>) {
     for (state, n) in counts {
         gauge!(JOBS, "state" => state.to_string()).set(n as f64);
+    }
+}
+
+/// One segmentation's verdict: `no_liver`, or `liver` plus any of
+/// `partial` and `uncertain`.
+pub fn segmentation_outcome(a: &liverseg_core::Assessment) {
+    use liverseg_core::Flag;
+    if !a.liver_found {
+        counter!(RESULTS, "outcome" => "no_liver").increment(1);
+        return;
+    }
+    counter!(RESULTS, "outcome" => "liver").increment(1);
+    if a.flags.contains(&Flag::PartialCoverage) {
+        counter!(RESULTS, "outcome" => "partial").increment(1);
+    }
+    if a.flags.contains(&Flag::Uncertain) {
+        counter!(RESULTS, "outcome" => "uncertain").increment(1);
     }
 }
 

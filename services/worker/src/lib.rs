@@ -450,6 +450,9 @@ impl Consumer {
             metrics::stage(stage, *seconds);
         }
         metrics::model_slices(&produced.slice_seconds);
+        if let Some(a) = &produced.assessment {
+            metrics::segmentation_outcome(a);
+        }
 
         let storing = tracing::info_span!("store", objects = tracing::field::Empty);
         let started = Instant::now();
@@ -507,7 +510,12 @@ impl Consumer {
         .map_err(|e| infra(WorkerError::Blob(e)))?;
         let store = &self.deps.store;
         store
-            .put_results(job.id, &objects, produced.liver_volume_ml)
+            .put_results(
+                job.id,
+                &objects,
+                produced.liver_volume_ml,
+                produced.assessment.as_ref(),
+            )
             .await
             .map_err(|e| infra(e.into()))?;
         for repair in &produced.repairs {

@@ -15,6 +15,9 @@ use tracing::info_span;
 pub struct Produced {
     pub artifacts: Vec<Artifact>,
     pub liver_volume_ml: Option<f64>,
+    /// The model's verdict on its own result (none for a correction, which
+    /// a radiologist made).
+    pub assessment: Option<liverseg_core::Assessment>,
     /// Kept with the job (its `detail` once done).
     pub summary: serde_json::Value,
     /// Repairs made to the source's attributes, for the audit trail.
@@ -113,16 +116,22 @@ impl Pipeline for Segmenter {
             &files[0],
             &seg.mask,
             seg.liver_volume_ml,
+            &seg.assessment,
             &self.model.manifest,
             &ctx,
             self.max_triangles,
         )
         .map_err(|e| e.to_string())?;
-        let liver_found = !artifacts.is_empty();
+        let a = &seg.assessment;
+        let liver_found = a.liver_found;
         let m = &self.model.manifest;
         let summary = serde_json::json!({
             "liver_found": liver_found,
             "liver_volume_ml": liver_found.then_some(seg.liver_volume_ml),
+            "coverage": a.coverage,
+            "flags": a.flags,
+            "no_liver": a.no_liver,
+            "uncertainty": a.uncertainty,
             "slices": volume.dims[0],
             "slices_run": seg.slices_run,
             "model": {"name": m.name, "version": m.version, "sha256": m.sha256},
@@ -146,6 +155,7 @@ impl Pipeline for Segmenter {
         Ok(Produced {
             artifacts,
             liver_volume_ml: liver_found.then_some(seg.liver_volume_ml),
+            assessment: Some(seg.assessment),
             summary,
             repairs,
             stage_seconds: vec![
@@ -198,6 +208,7 @@ impl Pipeline for Segmenter {
         Ok(Produced {
             artifacts: set.artifacts,
             liver_volume_ml: Some(volume_ml),
+            assessment: None,
             summary,
             repairs: Vec::new(),
             stage_seconds: vec![

@@ -3,7 +3,8 @@
 //! and the volume SR. Pure and blocking; `liverseg segment` and the worker
 //! both call [`build`], so offline and service results are the same objects.
 
-use liverseg_dicom::derived::{self, Algorithm, Code, Context, Source};
+use liverseg_core::{Assessment, NoLiver, NoLiverReason};
+use liverseg_dicom::derived::{self, Algorithm, Caveats, Code, Context, Source};
 use liverseg_dicom::volume::Volume;
 use liverseg_inference::{Grid, Manifest};
 use std::path::Path;
@@ -153,31 +154,50 @@ pub fn algorithm(m: &Manifest) -> Algorithm {
 }
 
 /// Builds every result object. `header_file` is one instance of the series
-/// (patient and study attributes are copied from it).
+/// (patient and study attributes are copied from it). When `assessment`
+/// found no liver, the only result is the report that says so; otherwise
+/// every object carries its caveats (a cut liver, an unsure model).
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     volume: &Volume,
     header_file: &Path,
     mask: &[u8],
     liver_volume_ml: f64,
+    assessment: &Assessment,
     manifest: &Manifest,
     ctx: &Context,
     max_triangles: usize,
 ) -> Result<ResultSet, ResultError> {
     let mut seconds = StageSeconds::default();
-    if !mask.contains(&1) {
+    let src = Source::from_volume(volume, header_file).map_err(ResultError::Source)?;
+    let algo = algorithm(manifest);
+    let frame_of_reference_repaired = derived::frame_of_reference(&src, ctx).1;
+    let no_liver = match &assessment.no_liver {
+        Some(reason) => Some(reason.clone()),
+        None if !mask.contains(&1) => Some(NoLiver {
+            reason: NoLiverReason::NothingFound,
+            detail: "the mask is empty".into(),
+        }),
+        None => None,
+    };
+    if let Some(reason) = no_liver {
+        let started = Instant::now();
+        let sr = info_span!("sr")
+            .in_scope(|| derived::no_liver_report(&src, &reason, &algo, ctx))
+            .map_err(ResultError::Report)?;
+        seconds.sr = started.elapsed().as_secs_f64();
         return Ok(ResultSet {
-            artifacts: Vec::new(),
+            artifacts: vec![Artifact::dicom("sr", "sr.dcm", sr)],
             frame_of_reference_repaired: false,
             mesh: None,
             seconds,
         });
     }
-    let src = Source::from_volume(volume, header_file).map_err(ResultError::Source)?;
-    let algo = algorithm(manifest);
-    let frame_of_reference_repaired = derived::frame_of_reference(&src, ctx).1;
+    let caveats = Caveats::from(assessment);
 
     let started = Instant::now();
-    let seg = info_span!("seg").in_scope(|| derived::segmentation(&src, mask, &algo, ctx));
+    let seg =
+        info_span!("seg").in_scope(|| derived::segmentation_with(&src, mask, &algo, ctx, &caveats));
     let seg = seg.map_err(ResultError::Seg)?;
     seconds.seg = started.elapsed().as_secs_f64();
 
@@ -187,7 +207,7 @@ pub fn build(
         &seg,
         1,
         mask,
-        liver_volume_ml,
+        (liver_volume_ml, &caveats),
         &algo,
         ctx,
         max_triangles,
@@ -211,7 +231,8 @@ struct Derived {
 }
 
 /// The liver mesh (three files) and the volume report for the segment
-/// `segment_number` of `seg`, whose mask is `mask`.
+/// `segment_number` of `seg`, whose mask is `mask` and whose volume (ml)
+/// comes with its caveats.
 #[allow(clippy::too_many_arguments)]
 fn surface_and_report(
     volume: &Volume,
@@ -219,7 +240,7 @@ fn surface_and_report(
     seg: &derived::Produced,
     segment_number: u16,
     mask: &[u8],
-    liver_volume_ml: f64,
+    (liver_volume_ml, caveats): (f64, &Caveats),
     algo: &Algorithm,
     ctx: &Context,
     max_triangles: usize,
@@ -244,7 +265,17 @@ fn surface_and_report(
 
     let started = Instant::now();
     let sr = info_span!("sr")
-        .in_scope(|| derived::volume_report(src, seg, segment_number, liver_volume_ml, algo, ctx))
+        .in_scope(|| {
+            derived::volume_report_with(
+                src,
+                seg,
+                segment_number,
+                liver_volume_ml,
+                algo,
+                ctx,
+                caveats,
+            )
+        })
         .map_err(ResultError::Report)?;
     seconds.sr = started.elapsed().as_secs_f64();
     Ok(Derived {
@@ -313,7 +344,7 @@ pub fn build_correction(
         &identity,
         segment_number,
         &mask,
-        liver_volume_ml,
+        (liver_volume_ml, &Caveats::default()),
         &algo,
         ctx,
         max_triangles,

@@ -24,8 +24,8 @@ pub(crate) mod write;
 #[cfg(feature = "pixeldata")]
 mod source;
 
-pub use seg::segmentation;
-pub use sr::volume_report;
+pub use seg::{segmentation, segmentation_with};
+pub use sr::{no_liver_report, volume_report, volume_report_with};
 pub use stl::{encapsulated_stl, encapsulated_stl_of};
 
 use dicom_object::InMemDicomObject;
@@ -139,6 +139,35 @@ pub struct Algorithm {
     pub category: Code,
     /// Segmented property type, e.g. [`codes::liver`].
     pub kind: Code,
+}
+
+/// What a result says about itself wherever its volume appears: the sides
+/// where the scan cuts the liver (the volume is then only a lower bound) and
+/// whether the model was unsure of it. Empty for a whole liver found surely.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caveats {
+    pub cut: Vec<liverseg_core::Side>,
+    pub uncertain: bool,
+}
+
+impl Caveats {
+    pub fn is_empty(&self) -> bool {
+        self.cut.is_empty() && !self.uncertain
+    }
+
+    /// "partial, cut superior and inferior; uncertain".
+    pub fn text(&self) -> String {
+        liverseg_core::assessment::caveat(&self.cut, self.uncertain)
+    }
+}
+
+impl From<&liverseg_core::Assessment> for Caveats {
+    fn from(a: &liverseg_core::Assessment) -> Caveats {
+        Caveats {
+            cut: a.coverage.cut.clone(),
+            uncertain: a.flags.contains(&liverseg_core::Flag::Uncertain),
+        }
+    }
 }
 
 /// Identity and time of one job's outputs. Everything written is a function

@@ -4,7 +4,7 @@
 //! referencing that slice.
 
 use super::write::{self, Common, Obj, check_code, check_text};
-use super::{Algorithm, Context, DerivedError, Produced, Source};
+use super::{Algorithm, Caveats, Context, DerivedError, Produced, Source};
 use dicom_core::VR;
 use dicom_dictionary_std::tags;
 
@@ -19,6 +19,19 @@ pub fn segmentation(
     mask: &[u8],
     algo: &Algorithm,
     ctx: &Context,
+) -> Result<Produced, DerivedError> {
+    segmentation_with(src, mask, algo, ctx, &Caveats::default())
+}
+
+/// [`segmentation`] whose series and content descriptions say what a
+/// viewer's user must know first: a liver the scan cuts, a result the model
+/// was unsure of.
+pub fn segmentation_with(
+    src: &Source,
+    mask: &[u8],
+    algo: &Algorithm,
+    ctx: &Context,
+    caveats: &Caveats,
 ) -> Result<Produced, DerivedError> {
     write::check_source(src)?;
     check_algorithm(algo)?;
@@ -48,10 +61,17 @@ pub fn segmentation(
     let pixel_data = pack_frames(mask, plane, &frames)?;
 
     let (sop_instance_uid, series_instance_uid) = identity(ctx);
-    let description = format!(
-        "{} segmentation, {} {}",
-        algo.segment_label, algo.name, algo.version
-    );
+    // LO holds 64 characters: the caveat goes first, the model's name and
+    // version are in the segment's algorithm attributes anyway.
+    let description = if caveats.is_empty() {
+        format!(
+            "{} segmentation, {} {}",
+            algo.segment_label, algo.name, algo.version
+        )
+    } else {
+        format!("{} seg: {}", algo.segment_label, caveats.text())
+    };
+    let description = write::truncate(&description, 64);
     let common = Common {
         sop_class_uid: crate::sop::SEGMENTATION_STORAGE,
         sop_instance_uid: &sop_instance_uid,
