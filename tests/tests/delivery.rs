@@ -5,7 +5,7 @@
 use liverseg_dicom::instance::read_header;
 use liverseg_tests::dcmtk::storescu;
 use liverseg_tests::orthanc::{Orthanc, StoredSeries};
-use liverseg_tests::service::Service;
+use liverseg_tests::service::{Service, http_get};
 use liverseg_tests::{free_port, test_data, wait_until};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -306,4 +306,75 @@ fn a_killed_worker_reruns_and_the_pacs_holds_one_set() {
     other.wait_for_job_state(&ct.series_uid, "done", 300);
     let second = one_set(&pacs, &pacs.study_series(&ct.study_uid));
     assert_eq!(first, second, "a re-run made new UIDs");
+}
+
+/// A head CT sent to the service: the PACS receives the report that no
+/// liver was found (and why) and nothing else; the job, the API and
+/// `jobs show` carry the same verdict.
+#[test]
+fn a_head_ct_sends_the_pacs_a_no_liver_report_and_no_seg() {
+    let Some(data) = test_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    // The slices as a modality sends them (the export's directory record
+    // is not an instance anyone stores).
+    let head = tmp.path().join("head");
+    std::fs::create_dir_all(&head).unwrap();
+    for p in liverseg_dicom::scu::collect_files(&data.join("dicom/head_phantom")).unwrap() {
+        if p.file_name().unwrap() != "DIRFILE" {
+            std::fs::copy(&p, head.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let first = liverseg_dicom::scu::collect_files(&head).unwrap()[0].clone();
+    let id = read_header(&first).unwrap().identity;
+    let Some(pacs) = Orthanc::start(tmp.path(), None) else {
+        return;
+    };
+    let svc = Service::start(
+        tmp.path(),
+        &[
+            ("LIVERSEG__DELIVERY__DESTINATIONS", &pacs.destination()),
+            ("LIVERSEG__LISTENER__COMPLETE_ON_RELEASE", "true"),
+        ],
+    );
+    send_ct(svc.dicom_port, "LIVERSEG", &head);
+    let job = svc.wait_for_job_state(&id.series_uid, "done", 300);
+    eprintln!("head phantom job: {job}");
+    assert!(job["liver_volume_ml"].is_null(), "{job}");
+    assert_eq!(job["assessment"]["liver_found"], false, "{job}");
+    assert_eq!(job["assessment"]["flags"], serde_json::json!(["no_liver"]));
+    let reason = job["assessment"]["no_liver"]["reason"].as_str().unwrap();
+
+    let mut stored = Vec::new();
+    let arrived = wait_until(Duration::from_secs(120), || {
+        stored = pacs.study_series(&id.study_uid);
+        stored.iter().any(|s| s.modality == "SR")
+    });
+    assert!(arrived, "no SR at the PACS: {stored:?}\n{}", svc.log_text());
+    // Only the report: no SEG, no Encapsulated STL.
+    let modalities: Vec<&str> = stored.iter().map(|s| s.modality.as_str()).collect();
+    assert_eq!(modalities, ["SR"], "{stored:?}");
+    // The report as the PACS holds it names the finding and the reason.
+    let sr = pacs.instance_file(&stored[0].instances[0]);
+    let text = String::from_utf8_lossy(&sr);
+    assert!(
+        text.contains("no-liver") && text.contains(reason),
+        "{reason}: {text}"
+    );
+
+    // The same verdict from `jobs show` and the job API.
+    let shown = svc.cli(&["jobs", "show", job["id"].as_str().unwrap()]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let kinds: Vec<&str> = shown["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["sr", "summary"], "{shown}");
+    assert_eq!(shown["job"]["assessment"], job["assessment"], "{shown}");
+    let path = format!("/api/v1/jobs/{}", job["id"].as_str().unwrap());
+    let (code, body) = http_get(svc.gateway_port, &path).expect("the gateway answers");
+    assert_eq!(code, 200, "{body}");
+    let api: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(api["assessment"], job["assessment"], "{api}");
 }
