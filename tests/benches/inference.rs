@@ -1,9 +1,14 @@
 //! Inference benchmark: ms per slice for the shipped model in tract (our
 //! path) and in ONNX Runtime (Python) on the same file, inputs and machine,
-//! in the same run; then the whole `liverseg segment` on the IRCADb series.
+//! in the same run; then the whole `liverseg segment` on the IRCADb series
+//! with the shipped model against the previous one (1.0.0, kept in
+//! `models/previous/` as the anchor), in the same run.
 //!
 //!     LIVERSEG_TEST_DATA=../shared/data LIVERSEG_TEST_PYTHON=... \
 //!         cargo bench -p liverseg-tests --bench inference
+//!
+//! `LIVERSEG_BENCH_QUICK=1` (CI, through `cargo test --bench inference`)
+//! runs every step on fewer inputs, so that the benchmark cannot rot.
 
 use liverseg_tests::python::{ircadb_model_inputs, models_dir, python, testkit};
 use liverseg_tests::test_data;
@@ -17,10 +22,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let Some(data) = test_data() else { return };
     let Some(py) = python() else { return };
+    let quick = std::env::var_os("LIVERSEG_BENCH_QUICK").is_some();
     let series = data.join("dicom/ircadb_01/PATIENT_DICOM");
     let (volume, model, window) = ircadb_model_inputs(&data);
     let inputs: Vec<Vec<f32>> = (0..volume.dims[0])
-        .step_by(4)
+        .step_by(if quick { 32 } else { 4 })
         .map(|z| window.input(&volume.hu, z))
         .collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -88,7 +94,7 @@ fn main() {
                 "--threads".as_ref(),
                 threads.to_string().as_ref(),
                 "--iters".as_ref(),
-                "30".as_ref(),
+                if quick { "3" } else { "30" }.as_ref(),
             ],
         );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -106,19 +112,37 @@ fn main() {
         tract_n / ort_n
     );
 
-    // The whole command on the 129-slice series.
-    let mut walls = Vec::new();
+    // The whole command on the 129-slice series, the shipped model and the
+    // anchor interleaved so that both see the same machine.
+    let anchor = models_dir().join("previous/liver-unet-1.0.0.onnx");
+    let runs = if quick { 1 } else { 3 };
+    let (mut shipped, mut previous) = (Vec::new(), Vec::new());
     let mut last = serde_json::Value::Null;
-    for _ in 0..3 {
-        let out = dir.path().join("out");
-        let t = Instant::now();
-        last = liverseg_tests::cli::segment(&series, &out);
-        walls.push(t.elapsed().as_secs_f64());
+    for _ in 0..runs {
+        for (model, walls) in [(None, &mut shipped), (Some(&anchor), &mut previous)] {
+            let out = dir.path().join("out");
+            let _ = std::fs::remove_dir_all(&out);
+            let mut args: Vec<&std::ffi::OsStr> = vec!["segment".as_ref(), series.as_os_str()];
+            if let Some(m) = model {
+                args.extend(["--model".as_ref(), m.as_os_str()]);
+            }
+            args.extend(["--out".as_ref(), out.as_os_str()]);
+            let t = Instant::now();
+            liverseg_tests::cli::ok(&liverseg_tests::cli::liverseg(&args));
+            walls.push(t.elapsed().as_secs_f64());
+            if model.is_none() {
+                last = serde_json::from_str(
+                    &std::fs::read_to_string(out.join("summary.json")).unwrap(),
+                )
+                .unwrap();
+            }
+        }
     }
+    let (s, p) = (median(shipped), median(previous));
     println!(
-        "liverseg segment, IRCADb 01 ({} slices): median {:.2} s wall over 3 runs (goal < 6 s); last run: {}",
+        "liverseg segment, IRCADb 01 ({} slices), median of {runs}: shipped model {s:.2} s, 1.0.0 anchor {p:.2} s ({:.2}x); last run: {}",
         last["slices"],
-        median(walls),
+        s / p,
         last["timings"]
     );
 }

@@ -66,6 +66,54 @@ def files(src):
     return sorted(p for p in pathlib.Path(src).rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
+def components(mask):
+    """26-connected components of a boolean volume: a list of index arrays, largest first."""
+    import collections
+    seen = np.zeros(mask.shape, bool)
+    out = []
+    offsets = [(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+               if (dz, dy, dx) != (0, 0, 0)]
+    for start in zip(*np.nonzero(mask)):
+        if seen[start]:
+            continue
+        seen[start] = True
+        queue, voxels = collections.deque([start]), []
+        while queue:
+            z, y, x = queue.popleft()
+            voxels.append((z, y, x))
+            for dz, dy, dx in offsets:
+                n = (z + dz, y + dy, x + dx)
+                if all(0 <= n[i] < mask.shape[i] for i in range(3)) and mask[n] and not seen[n]:
+                    seen[n] = True
+                    queue.append(n)
+        out.append(np.array(voxels))
+    return sorted(out, key=len, reverse=True)
+
+
+def tumour_masks(a):
+    """Each expert tumour of IRCADb 1 (lesions.npz) as its own folder of per-slice DICOM
+    masks on the liver masks' geometry, so that `liverseg eval` measures how much of it a
+    predicted liver holds. Prints [{"dir", "voxels"}], largest first."""
+    import pydicom
+    with np.load(a.lesions) as d:
+        tumour, names = d["tumour"], [str(f) for f in d["files"]]
+    masks = {p.name: p for p in files(a.masks)}
+    out = pathlib.Path(a.out)
+    listing = []
+    for k, voxels in enumerate(components(tumour)):
+        dst = out / f"tumour_{k + 1}"
+        dst.mkdir(parents=True, exist_ok=True)
+        one = np.zeros(tumour.shape, bool)
+        one[tuple(voxels.T)] = True
+        for i, name in enumerate(names):
+            ds = pydicom.dcmread(masks[name])
+            px = ds.pixel_array
+            ds.PixelData = (one[i].astype(px.dtype) * 255).tobytes()
+            ds.save_as(dst / name)
+        listing.append({"dir": str(dst), "voxels": int(len(voxels))})
+    print(json.dumps(listing))
+
+
 def j2k(a):
     import pydicom
     from pydicom.uid import JPEG2000Lossless
@@ -162,11 +210,21 @@ def lits(a):
     shape = (128, 128, 128)
     ct = nib.Nifti1Image(np.round(img.reshape(shape)).astype(np.int16), affine)
     liver = nib.Nifti1Image((lab.reshape(shape) > 0).astype(np.uint8), affine)
-    for im in (ct, liver):
+    # Its expert tumours (label 2), each of at least 1 ml as its own mask,
+    # largest first (the resampled label also holds specks of a few voxels).
+    tumours = []
+    min_voxels = 1000.0 / s**3
+    for k, voxels in enumerate(v for v in components(lab.reshape(shape) == 2) if len(v) >= min_voxels):
+        one = np.zeros(shape, np.uint8)
+        one[tuple(voxels.T)] = 1
+        tumours.append((nib.Nifti1Image(one, affine), f"tumour_{k + 1}.nii.gz"))
+    for im in [ct, liver] + [t for t, _ in tumours]:
         im.set_qform(affine, code=1)
         im.set_sform(affine, code=1)
     nib.save(ct, out / "ct.nii.gz")
     nib.save(liver, out / "liver.nii.gz")
+    for im, name in tumours:
+        nib.save(im, out / name)
 
 
 def seg(a):
@@ -417,11 +475,14 @@ def main():
     p.add_argument("--mode", choices=["erode", "unknown-series", "shifted"], required=True)
     p.add_argument("--voxels", type=int, default=2)
     p.add_argument("--ohif-flaws", action="store_true")
+    p = sub.add_parser("tumour-masks")
+    p.add_argument("lesions"); p.add_argument("masks"); p.add_argument("out")
     p = sub.add_parser("sr-read")
     p.add_argument("sr")
     a = ap.parse_args()
     {"ort-run": ort_run, "ort-bench": ort_bench, "j2k": j2k, "restore": restore, "lits": lits,
-     "seg": seg, "seg-pixels": seg_pixels, "sr-read": sr_read, "seg-variant": seg_variant}[a.cmd](a)
+     "seg": seg, "seg-pixels": seg_pixels, "sr-read": sr_read, "seg-variant": seg_variant,
+     "tumour-masks": tumour_masks}[a.cmd](a)
 
 
 if __name__ == "__main__":

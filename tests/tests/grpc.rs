@@ -265,6 +265,11 @@ fn grpc_submit_watch_fetch_and_errors() {
             (500.0..4000.0).contains(&volume),
             "liver volume {volume} ml"
         );
+        // The model's verdict: a whole liver, found.
+        let verdict = last.assessment.as_ref().expect("a done job has a verdict");
+        assert!(verdict.liver_found, "{verdict:?}");
+        assert!(verdict.coverage_complete, "{verdict:?}");
+        assert!(verdict.cut.is_empty() && verdict.no_liver_reason.is_empty());
         assert!(last.updated_at_ms >= last.created_at_ms);
         for pair in seen.windows(2) {
             assert_ne!(pair[0], pair[1], "WatchJob repeated a state");

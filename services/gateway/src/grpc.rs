@@ -471,7 +471,7 @@ impl Api {
             .await
             .map_err(|e| unavailable("replaying the job", e))?
         {
-            Replay::Queued(job) => job,
+            Replay::Queued(job) => *job,
             Replay::Missing => return Err(Status::not_found(format!("no job {id}"))),
             Replay::NotReplayable(state) => {
                 return Err(Status::failed_precondition(format!(

@@ -9,6 +9,7 @@
 //! reporting the liver of a head.
 
 use crate::postprocess::Kept;
+use crate::{Error, Grid};
 use liverseg_core::{Assessment, Coverage, Flag, NoLiver, NoLiverReason, Side};
 
 /// Liver area (mm^2) on a boundary face of the scan (its first or last slice,
@@ -137,6 +138,23 @@ pub fn assess(e: &Evidence<'_>) -> Assessment {
         flags,
         uncertainty,
     }
+}
+
+/// Where `mask` (on `grid`, in source order) reaches the scan's boundary:
+/// for a mask nobody asked the network about (a radiologist's correction),
+/// the same rule as for the network's.
+pub fn coverage_on(grid: &Grid, mask: &[u8]) -> Result<Coverage, Error> {
+    let canonical = grid.canonical()?;
+    let canon = canonical.to_canonical(mask);
+    Ok(coverage(&Evidence {
+        mask: &canon,
+        hu: &[],
+        dims: canonical.dims,
+        spacing: canonical.spacing,
+        kept: Kept::default(),
+        unsure_pixels: 0,
+        liver_pixels: 0,
+    }))
 }
 
 /// The sides where the mask reaches a boundary face of the scan with at

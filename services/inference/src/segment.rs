@@ -197,6 +197,10 @@ struct Tally {
     unsure: usize,
 }
 
+/// One slice's run: its index into the slices asked for, its thresholded
+/// plane, the network call's seconds and its pixel counts.
+type SliceResult = (usize, Vec<u8>, f32, Tally);
+
 /// Threads that claim slices one at a time and write their own output planes.
 struct SlicePool<'a> {
     model: &'a Model,
@@ -225,7 +229,7 @@ impl SlicePool<'_> {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         // Each thread claims indices into `zs` and returns its thresholded planes.
-        let work = || -> Result<Vec<(usize, Vec<u8>, f32, Tally)>, Error> {
+        let work = || -> Result<Vec<SliceResult>, Error> {
             let mut planes = Vec::new();
             let mut logits_src = Vec::with_capacity(self.plane);
             while !failed.load(Ordering::Relaxed) {

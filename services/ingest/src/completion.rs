@@ -312,7 +312,7 @@ pub(crate) async fn enqueue(
 #[derive(Debug)]
 pub enum Replay {
     /// Reset and queued again.
-    Queued(Job),
+    Queued(Box<Job>),
     /// Only dead or failed jobs are replayed.
     NotReplayable(JobState),
     Missing,
@@ -342,7 +342,7 @@ pub async fn replay(
             detail: format!("replayed {by}"),
         })
         .await?;
-    Ok(Replay::Queued(job))
+    Ok(Replay::Queued(Box::new(job)))
 }
 
 /// Puts the job's message on the queue inside a `queue.enqueue` span whose

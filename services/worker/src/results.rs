@@ -326,6 +326,14 @@ pub fn build_correction(
         liverseg_dicom::seg::rasterize(&seg, liver, &slices).map_err(ResultError::Correction)?;
     let voxels = mask.iter().map(|&v| v as u64).sum::<u64>();
     let liver_volume_ml = voxels as f64 * volume.spacing.iter().product::<f64>() / 1000.0;
+    // A corrected liver the scan cuts is still only a lower bound.
+    let cut = liverseg_inference::assess::coverage_on(&volume_grid(volume), &mask)
+        .map_err(|e| ResultError::Correction(e.to_string()))?
+        .cut;
+    let caveats = Caveats {
+        cut,
+        uncertain: false,
+    };
     let src = Source::from_volume(volume, header_file).map_err(ResultError::Source)?;
     let mut algo = algorithm(manifest);
     algo.name = format!("Corrected segmentation ({})", correction.algorithm_type);
@@ -344,7 +352,7 @@ pub fn build_correction(
         &identity,
         segment_number,
         &mask,
-        (liver_volume_ml, &Caveats::default()),
+        (liver_volume_ml, &caveats),
         &algo,
         ctx,
         max_triangles,
