@@ -398,6 +398,10 @@ fn dicomweb_corrections_and_refusals() {
     assert!(
         (liver["volume_ml"].as_f64().unwrap() - newest["volume_ml"].as_f64().unwrap()).abs() < 1e-6
     );
+    // A correction of a whole liver: the scan's coverage, as the AI's job
+    // judged it, comes with it for the page to show.
+    assert_eq!(liver["coverage"]["complete"], true, "{liver}");
+    assert_eq!(liver["flags"], serde_json::json!([]), "{liver}");
     let glb = get(&svc, liver["glb"].as_str().unwrap(), "*/*");
     assert_eq!(glb.status, 200);
     assert!(glb.body.starts_with(b"glTF"));
