@@ -88,7 +88,13 @@ pub fn volume_report_with(
     measurements
         .str(tags::CONTINUITY_OF_CONTENT, VR::CS, "CONTINUOUS")
         .item(tags::CONTENT_SEQUENCE, group);
-    report(src, &evidence, &description, measurements, ctx)
+    report(
+        src,
+        &evidence,
+        &description,
+        (measurements, !caveats.is_empty()),
+        ctx,
+    )
 }
 
 /// Writes the report that no liver was found in `src`, with the reason: a
@@ -130,7 +136,7 @@ pub fn no_liver_report(
                 ),
             ],
         );
-    report(src, &[], &description, evaluations, ctx)
+    report(src, &[], &description, (evaluations, true), ctx)
 }
 
 /// (99LIVERSEG, no-liver, "Liver not found").
@@ -151,11 +157,12 @@ pub fn review_concept() -> Code {
 /// The report around `content` (the Imaging Measurements or Qualitative
 /// Evaluations container): SR document modules, observer context, and the
 /// evidence (the source series and `evidence`: (class, series, instance)).
+/// `private_codes`: the content uses [`LIVERSEG_SCHEME`].
 fn report(
     src: &Source,
     evidence: &[(&str, &str, &str)],
     description: &str,
-    content_item: Obj,
+    (content_item, private_codes): (Obj, bool),
     ctx: &Context,
 ) -> Result<Produced, DerivedError> {
     let sop_instance_uid = ctx.uid("sr-instance");
@@ -199,17 +206,20 @@ fn report(
         &src.study_instance_uid,
     );
     o.item(tags::CURRENT_REQUESTED_PROCEDURE_EVIDENCE_SEQUENCE, study);
-    // Where the concepts of the private scheme come from (SOP Common).
-    let mut scheme = Obj::new();
-    scheme
-        .str(tags::CODING_SCHEME_DESIGNATOR, VR::SH, LIVERSEG_SCHEME)
-        .str(tags::CODING_SCHEME_NAME, VR::ST, "liverseg concepts")
-        .str(
-            tags::CODING_SCHEME_RESPONSIBLE_ORGANIZATION,
-            VR::ST,
-            super::MANUFACTURER,
-        );
-    o.item(tags::CODING_SCHEME_IDENTIFICATION_SEQUENCE, scheme);
+    if private_codes {
+        // Where the concepts of the private scheme come from (SOP Common);
+        // only in a report that uses them.
+        let mut scheme = Obj::new();
+        scheme
+            .str(tags::CODING_SCHEME_DESIGNATOR, VR::SH, LIVERSEG_SCHEME)
+            .str(tags::CODING_SCHEME_NAME, VR::ST, "liverseg concepts")
+            .str(
+                tags::CODING_SCHEME_RESPONSIBLE_ORGANIZATION,
+                VR::ST,
+                super::MANUFACTURER,
+            );
+        o.item(tags::CODING_SCHEME_IDENTIFICATION_SEQUENCE, scheme);
+    }
 
     // SR Document Content: the root container and its tree.
     o.str(tags::VALUE_TYPE, VR::CS, "CONTAINER")
