@@ -26,11 +26,6 @@ pub struct Assessment {
 }
 
 impl Assessment {
-    /// True when the result should be looked at before it is relied on.
-    pub fn needs_review(&self) -> bool {
-        !self.flags.is_empty()
-    }
-
     /// What a reader must know before using the volume, short enough for
     /// a series description: empty when there is nothing to say.
     pub fn caveat(&self) -> String {
